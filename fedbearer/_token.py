@@ -1,0 +1,180 @@
+"""The access token value object and the expiry rules every layer shares."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping, Optional, Union
+
+from . import _clock
+from ._exceptions import TokenDataError
+
+#: Renew a token this long before it expires. Five minutes covers client/server clock skew
+#: (NTP-synchronised hosts rarely drift more than seconds, VMs resumed from sleep can be a
+#: minute off) plus a slow request or upload that must not hit expiry half-way. Capped at
+#: half a token's lifetime (see :meth:`Token.is_expired`), so 5-minute tokens still work.
+DEFAULT_REFRESH_MARGIN = 300.0
+
+#: Lifetime assumed when the token response has no ``expires_in`` and the token is not a JWT
+#: with ``exp``. RFC 6749 §5.1 leaves the default to the server; the reference SDK then caches
+#: the token forever. One hour bounds the damage: a wrong guess costs one renewal, and a
+#: 401 before then renews anyway.
+DEFAULT_TOKEN_LIFETIME = 3600.0
+
+Seconds = Union[float, int, timedelta]
+
+
+def _seconds(value: Seconds) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _aware_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise TokenDataError("expiration must be timezone-aware (use datetime.timezone.utc)")
+    return moment.astimezone(timezone.utc)
+
+
+class Token:
+    """An access token and when it expires.
+
+    ``expiration`` is an aware UTC :class:`~datetime.datetime`, or ``None`` for a token
+    that states no expiry. ``repr`` and ``str`` never show the token itself.
+
+    ``refresh_token`` (RFC 6749 §6) and ``issued_at`` are optional: the first lets
+    :class:`~fedbearer.FederationAuth` renew without a browser, the second lets the refresh
+    margin be capped at half the token's lifetime.
+    """
+
+    __slots__ = ("_expires_at", "expiration", "issued_at", "refresh_token", "token")
+
+    token: str
+    expiration: Optional[datetime]
+    refresh_token: Optional[str]
+    issued_at: Optional[datetime]
+
+    def __init__(
+        self,
+        token: str,
+        expiration: Optional[datetime],
+        *,
+        refresh_token: Optional[str] = None,
+        issued_at: Optional[datetime] = None,
+    ) -> None:
+        if not isinstance(token, str) or not token:
+            raise TokenDataError("token must be a non-empty string")
+        object.__setattr__(self, "token", token)
+        exp = None if expiration is None else _aware_utc(expiration)
+        object.__setattr__(self, "expiration", exp)
+        object.__setattr__(self, "refresh_token", refresh_token or None)
+        object.__setattr__(self, "issued_at", None if issued_at is None else _aware_utc(issued_at))
+        # Epoch seconds, so the hot path compares two floats instead of datetimes.
+        object.__setattr__(self, "_expires_at", None if exp is None else exp.timestamp())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Token is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Token is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild,
+            (self.token, self.expiration, self.refresh_token, self.issued_at),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Token):
+            return NotImplemented
+        return (self.token, self.expiration, self.refresh_token) == (
+            other.token,
+            other.expiration,
+            other.refresh_token,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.token, self.expiration))
+
+    def __repr__(self) -> str:
+        exp = "never" if self.expiration is None else self.expiration.isoformat()
+        refresh = ", refreshable" if self.refresh_token else ""
+        return f"<Token expires={exp}{refresh}>"
+
+    __str__ = __repr__
+
+    @property
+    def expires_at(self) -> Optional[float]:
+        """Expiry as POSIX seconds, ``None`` when the token states none."""
+        return self._expires_at
+
+    def renew_at(self, margin: Seconds = DEFAULT_REFRESH_MARGIN) -> float:
+        """POSIX time from which the token counts as expired under ``margin``.
+
+        The margin is capped at half the lifetime when ``issued_at`` is known, so a token that
+        lives 60 s is renewed after 30 s rather than at once. ``margin=0`` means no margin.
+        Returns ``inf`` for a token without expiry.
+        """
+        if self._expires_at is None:
+            return math.inf
+        m = _seconds(margin)
+        if m < 0:
+            raise ValueError("margin must not be negative")
+        if self.issued_at is not None:
+            m = min(m, max(0.0, (self._expires_at - self.issued_at.timestamp()) / 2))
+        return self._expires_at - m
+
+    def is_expired(self, margin: Seconds = DEFAULT_REFRESH_MARGIN) -> bool:
+        """True when ``now >= expiration - margin`` (see :meth:`renew_at` for the cap)."""
+        return _clock.now() >= self.renew_at(margin)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reference cache form: ``{"token": str, "expires_at": int | None}``.
+
+        ``refresh_token`` is added only when present; the Nebius SDK ignores unknown keys.
+        """
+        data: dict[str, Any] = {
+            "token": self.token,
+            "expires_at": None if self._expires_at is None else int(self._expires_at),
+        }
+        if self.refresh_token:
+            data["refresh_token"] = self.refresh_token
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Token:
+        """Inverse of :meth:`to_dict`; ``expires_at`` of ``0`` or ``None`` means no expiry.
+
+        Raises :class:`~fedbearer.TokenDataError` (a ``ValueError``) on a wrong shape.
+        """
+        if not isinstance(data, Mapping):
+            raise TokenDataError("token data must be a mapping")
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise TokenDataError("token data has no non-empty 'token' string")
+        raw = data.get("expires_at")
+        if raw is None or raw == 0:
+            expiration = None
+        elif isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw):
+            try:
+                expiration = datetime.fromtimestamp(raw, tz=timezone.utc)
+            except (OverflowError, OSError, ValueError):
+                raise TokenDataError("token data has an out-of-range 'expires_at'") from None
+        else:
+            raise TokenDataError("token data 'expires_at' must be unix seconds or null")
+        refresh = data.get("refresh_token")
+        if refresh is not None and not isinstance(refresh, str):
+            raise TokenDataError("token data 'refresh_token' must be a string")
+        return cls(token, expiration, refresh_token=refresh)
+
+
+def _rebuild(
+    token: str,
+    expiration: Optional[datetime],
+    refresh_token: Optional[str],
+    issued_at: Optional[datetime],
+) -> Token:
+    return Token(token, expiration, refresh_token=refresh_token, issued_at=issued_at)
+
+
+def utc_from_timestamp(seconds: float) -> datetime:
+    """Aware UTC datetime for POSIX ``seconds``."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
