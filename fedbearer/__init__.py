@@ -6,6 +6,7 @@ wire- and cache-compatible with the Nebius SDK's federation bearer.
 
 from __future__ import annotations
 
+from ._bearer import Bearer, Receiver
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,
@@ -19,14 +20,17 @@ from ._exceptions import (
     TokenDataError,
     TokenEndpointError,
 )
+from ._login import DEFAULT_LOGIN_TIMEOUT, authorize
 from ._token import DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_LIFETIME, Token
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_LOGIN_TIMEOUT",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_TOKEN_LIFETIME",
     "AuthorizationError",
+    "Bearer",
     "ConfigurationError",
     "FedbearerError",
     "InteractionRequiredError",
@@ -35,8 +39,10 @@ __all__ = [
     "InvalidTokenResponseError",
     "LoginError",
     "LoginTimeoutError",
+    "Receiver",
     "Token",
     "TokenDataError",
     "TokenEndpointError",
     "__version__",
+    "authorize",
 ]

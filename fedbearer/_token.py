@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 from . import _clock
 from ._exceptions import TokenDataError
@@ -51,6 +52,7 @@ class Token:
     expiration: Optional[datetime]
     refresh_token: Optional[str]
     issued_at: Optional[datetime]
+    _expires_at: Optional[float]
 
     def __init__(
         self,

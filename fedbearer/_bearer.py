@@ -1,0 +1,163 @@
+"""``Bearer`` and ``Receiver``: the synchronous counterpart of the Nebius SDK's federation bearer.
+
+A :class:`Bearer` holds the settings of one identity (profile, client, federation); its
+:meth:`Bearer.receiver` returns a :class:`Receiver` whose :meth:`Receiver.fetch` runs one
+interactive login. Constructing either does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Optional
+
+from ._browser import Opener
+from ._exceptions import ConfigurationError, InteractionRequiredError
+from ._login import (
+    DEFAULT_LOGIN_TIMEOUT,
+    TOKEN_REQUEST_TIMEOUT,
+    Verify,
+    authorize,
+    check_client_id,
+    check_timeout,
+    refresh,
+)
+from ._protocol import Federation, federation_for
+from ._token import Token
+
+_UNSET: float = -1.0  # sentinel: "use the bearer's timeout" (None means no limit)
+
+
+class Bearer:
+    """Settings for interactive federation logins of one identity.
+
+    Arguments mirror the Nebius SDK: ``profile_name`` names the identity in the token cache,
+    ``client_id`` is the OAuth client, ``federation_endpoint`` the federation's address
+    (``https://`` assumed; ``http://`` kept for local federations; a path prefix is kept),
+    ``federation_id`` is sent as ``federation-id``.
+
+    Keyword options:
+
+    ``writer``
+        Text stream for the URL and short instructions (default: ``sys.stderr``).
+    ``no_browser_open``
+        Only show the URL, never launch a browser.
+    ``timeout``
+        Overall login deadline in seconds (browser wait plus code exchange); ``None`` for
+        no limit. Default :data:`~fedbearer._login.DEFAULT_LOGIN_TIMEOUT` (300 s).
+    ``port``
+        Fixed callback port (for ``ssh -L`` forwards or registered redirect URIs); default
+        a free port chosen by the system. A busy port is a :class:`~fedbearer.ConfigurationError`.
+    ``opener``
+        Callable ``opener(url) -> bool | None`` used instead of :mod:`webbrowser` (tests,
+        custom launchers). It runs on a background thread; returning False means "could not".
+    ``verify``
+        TLS verification for the token endpoint: ``True``, ``False`` or a CA bundle path,
+        as in ``requests``.
+    ``interactive``
+        When False, a login raises :class:`~fedbearer.InteractionRequiredError` at once
+        (for cron and CI).
+    ``app_name``
+        Shown on the browser pages.
+    """
+
+    def __init__(
+        self,
+        profile_name: str,
+        client_id: str,
+        federation_endpoint: str,
+        federation_id: str,
+        *,
+        writer: Optional[IO[str]] = None,
+        no_browser_open: bool = False,
+        timeout: Optional[float] = DEFAULT_LOGIN_TIMEOUT,
+        port: Optional[int] = None,
+        opener: Optional[Opener] = None,
+        verify: Verify = True,
+        interactive: bool = True,
+        app_name: str = "fedbearer",
+    ) -> None:
+        if not isinstance(profile_name, str) or not profile_name:
+            raise ConfigurationError("profile_name is empty; pass a profile name such as 'default'")
+        if not isinstance(federation_id, str):
+            raise ConfigurationError("federation_id must be a string (empty to omit it)")
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
+        ):
+            raise ConfigurationError(f"port must be an integer 0-65535 or None, not {port!r}")
+        self.profile_name = profile_name
+        self.client_id = check_client_id(client_id)
+        self.federation_endpoint = federation_endpoint
+        self.federation_id = federation_id
+        self.federation: Federation = federation_for(federation_endpoint)
+        self.writer = writer
+        self.no_browser_open = no_browser_open
+        self.timeout = check_timeout(timeout)
+        self.port = port
+        self.opener = opener
+        self.verify = verify
+        self.interactive = interactive
+        self.app_name = app_name
+
+    @property
+    def name(self) -> str:
+        """The token cache key: ``federation/<endpoint>/<id>/<profile>``, strings as configured."""
+        return f"federation/{self.federation_endpoint}/{self.federation_id}/{self.profile_name}"
+
+    def receiver(self) -> Receiver:
+        """A receiver that runs one interactive login per :meth:`Receiver.fetch`."""
+        return Receiver(self)
+
+    def refresh(self, token: Token, *, timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT) -> Token:
+        """Renew ``token`` with its refresh token, through a dedicated session (RFC 6749 §6)."""
+        return refresh(
+            self.federation,
+            token,
+            client_id=self.client_id,
+            timeout=check_timeout(timeout),
+            verify=self.verify,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Bearer(profile_name={self.profile_name!r}, client_id={self.client_id!r}, "
+            f"federation_endpoint={self.federation.endpoint!r}, "
+            f"federation_id={self.federation_id!r})"
+        )
+
+
+class Receiver:
+    """Runs interactive logins for a :class:`Bearer`."""
+
+    def __init__(self, bearer: Bearer) -> None:
+        self.bearer = bearer
+
+    def fetch(self, timeout: Optional[float] = _UNSET) -> Token:
+        """Run one interactive login and return the token.
+
+        ``timeout`` overrides the bearer's deadline for this login (``None``: no limit).
+        Raises a :class:`~fedbearer.LoginError` or :class:`~fedbearer.TokenEndpointError`
+        subclass on failure; Ctrl-C propagates as ``KeyboardInterrupt`` after clean-up.
+        """
+        b = self.bearer
+        if not b.interactive:
+            raise InteractionRequiredError(
+                f"a login is needed for profile {b.profile_name!r} but interaction is "
+                "disabled; log in first from a terminal with: fedbearer login "
+                f"--client-id {b.client_id} --federation-endpoint {b.federation_endpoint} "
+                f"--federation-id {b.federation_id} --profile {b.profile_name}"
+            )
+        return authorize(
+            b.client_id,
+            b.federation_endpoint,
+            b.federation_id,
+            profile_name=b.profile_name,
+            writer=b.writer,
+            no_browser_open=b.no_browser_open,
+            timeout=b.timeout if timeout == _UNSET else timeout,
+            port=b.port,
+            opener=b.opener,
+            verify=b.verify,
+            app_name=b.app_name,
+        )
+
+    def __repr__(self) -> str:
+        return f"Receiver({self.bearer!r})"

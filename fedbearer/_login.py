@@ -1,0 +1,373 @@
+"""One interactive login, start to finish, and the token endpoint calls.
+
+:func:`authorize` wires the pure protocol (:mod:`fedbearer._protocol`) to the loopback
+server, the browser launcher and a dedicated ``requests`` session for the token endpoint.
+One deadline covers the wait for the browser and the code exchange.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from typing import IO, Optional, Union
+
+import requests
+
+from . import _clock
+from ._browser import Opener
+from ._exceptions import (
+    AuthorizationError,
+    ConfigurationError,
+    FedbearerError,
+    InvalidTokenResponseError,
+    LoginError,
+    LoginTimeoutError,
+    TokenEndpointError,
+)
+from ._protocol import (
+    MAX_TOKEN_RESPONSE_BYTES,
+    CallbackKind,
+    Federation,
+    authorization_code_body,
+    build_authorize_url,
+    federation_for,
+    new_pkce,
+    new_state,
+    parse_token_response,
+    redact_url,
+    refresh_token_body,
+)
+from ._token import Token
+
+log = logging.getLogger("fedbearer.login")
+
+#: Default overall deadline of a login, in seconds: the browser wait plus the code exchange.
+DEFAULT_LOGIN_TIMEOUT = 300.0
+#: Timeout of a token endpoint call when it is not bounded by a login deadline (refresh, or
+#: a login with ``timeout=None``): a token endpoint that hangs must not hang the caller.
+TOKEN_REQUEST_TIMEOUT = 60.0
+
+Verify = Union[bool, str]
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """Set on the token session so ``requests`` never adds ``.netrc`` credentials to it."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+def check_timeout(timeout: Optional[float], what: str = "timeout") -> Optional[float]:
+    """Validate a timeout in seconds: a positive finite number, or ``None`` for no limit."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ConfigurationError(f"{what} must be a number of seconds or None, not {timeout!r}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ConfigurationError(f"{what} must be a positive number of seconds or None")
+    return float(timeout)
+
+
+def check_client_id(client_id: str) -> str:
+    if not isinstance(client_id, str) or not client_id.strip():
+        raise ConfigurationError("client_id is empty; pass the OAuth client id of your application")
+    return client_id
+
+
+def _remaining(deadline: Optional[float]) -> float:
+    if deadline is None:
+        return TOKEN_REQUEST_TIMEOUT
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise LoginTimeoutError(
+            "the login deadline passed before the token endpoint was called; pass a longer timeout"
+        )
+    return remaining
+
+
+def _read_bounded(response: requests.Response, deadline: Optional[float]) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=16384):
+        size += len(chunk)
+        if size > MAX_TOKEN_RESPONSE_BYTES:
+            raise InvalidTokenResponseError(
+                f"token endpoint answer exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes; "
+                "check the federation endpoint",
+                status=response.status_code,
+            )
+        if deadline is not None and time.monotonic() > deadline:
+            raise LoginTimeoutError(
+                "the token endpoint did not finish answering before the deadline"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def post_token_request(
+    token_url: str,
+    body: str,
+    *,
+    deadline: Optional[float],
+    verify: Verify,
+    secrets_: tuple[str, ...],
+) -> Token:
+    """POST a token request through a dedicated session and parse the answer.
+
+    A dedicated ``requests.Session`` (never the caller's) keeps the caller's auth, hooks and
+    adapters out of the exchange, while ``responses`` mocks in users' tests still see it.
+    """
+    timeout = _remaining(deadline)
+    requested_at = _clock.now()
+    with requests.Session() as session:
+        session.auth = _NoAuth()
+        try:
+            response = session.post(
+                token_url,
+                data=body,
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Accept": "application/json",
+                },
+                timeout=(timeout, timeout),
+                verify=verify,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.Timeout:
+            raise LoginTimeoutError(
+                "the token endpoint did not answer before the deadline; "
+                "the federation may be overloaded, try again"
+            ) from None
+        except requests.RequestException as exc:
+            # The exception names the host and port; the request body is not in it.
+            raise TokenEndpointError(
+                f"could not reach the token endpoint {token_url} ({type(exc).__name__}); "
+                "check the endpoint and your network",
+            ) from exc
+        with response:
+            try:
+                raw = _read_bounded(response, deadline)
+            except requests.RequestException as exc:
+                if isinstance(exc, (requests.Timeout, requests.exceptions.ConnectionError)) and (
+                    "timed out" in str(exc).lower()
+                ):
+                    raise LoginTimeoutError(
+                        "the token endpoint did not finish answering before the deadline"
+                    ) from None
+                raise TokenEndpointError(
+                    f"the token endpoint {token_url} broke off its answer ({type(exc).__name__})",
+                    status=response.status_code,
+                ) from exc
+    if 300 <= response.status_code < 400:
+        raise TokenEndpointError(
+            f"token endpoint answered with a redirect (HTTP {response.status_code}); "
+            "check the federation endpoint",
+            status=response.status_code,
+        )
+    return parse_token_response(
+        response.status_code, raw, requested_at=requested_at, secrets_=secrets_
+    )
+
+
+def exchange_code(
+    federation: Federation,
+    *,
+    code: str,
+    redirect_uri: str,
+    client_id: str,
+    verifier: str,
+    deadline: Optional[float],
+    verify: Verify = True,
+) -> Token:
+    """Exchange an authorization code for a token (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
+    body = authorization_code_body(
+        code=code, redirect_uri=redirect_uri, client_id=client_id, verifier=verifier
+    )
+    log.debug("exchanging the authorization code at %s", federation.token_url)
+    return post_token_request(
+        federation.token_url, body, deadline=deadline, verify=verify, secrets_=(code, verifier)
+    )
+
+
+def refresh(
+    federation: Federation,
+    token: Token,
+    *,
+    client_id: str,
+    timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT,
+    verify: Verify = True,
+) -> Token:
+    """Renew ``token`` with its refresh token (RFC 6749 §6).
+
+    When the answer carries no new refresh token the old one stays in use (RFC 6749 §6
+    lets the server keep it). Raises :class:`~fedbearer.InvalidGrantError` when the refresh
+    token is no longer accepted.
+    """
+    if not token.refresh_token:
+        raise ConfigurationError("this token has no refresh token; log in instead")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    body = refresh_token_body(refresh_token=token.refresh_token, client_id=client_id)
+    log.debug("refreshing the access token at %s", federation.token_url)
+    new = post_token_request(
+        federation.token_url,
+        body,
+        deadline=deadline,
+        verify=verify,
+        secrets_=(token.refresh_token, token.token),
+    )
+    if new.refresh_token is None:
+        new = Token(
+            new.token, new.expiration, refresh_token=token.refresh_token, issued_at=new.issued_at
+        )
+    return new
+
+
+def _show(writer: IO[str], text: str) -> None:
+    try:
+        writer.write(text)
+        writer.flush()
+    except (OSError, ValueError):  # a closed or broken stream must not end the login
+        log.debug("could not write to the writer", exc_info=True)
+
+
+def authorize(
+    client_id: str,
+    federation_endpoint: str,
+    federation_id: str,
+    *,
+    profile_name: Optional[str] = None,
+    writer: Optional[IO[str]] = None,
+    no_browser_open: bool = False,
+    timeout: Optional[float] = DEFAULT_LOGIN_TIMEOUT,
+    port: Optional[int] = None,
+    opener: Optional[Opener] = None,
+    verify: Verify = True,
+    app_name: str = "fedbearer",
+) -> Token:
+    """Run one interactive login and return its token.
+
+    1. Start the loopback server on ``127.0.0.1`` (``port`` or a free one) *before* anything
+       is shown, so the redirect URI names the port actually bound (RFC 8252 §7.3).
+    2. Build the authorization URL with a fresh ``state`` and PKCE S256 challenge
+       (RFC 7636 §4), show it on ``writer`` (stderr by default) and log it with the state
+       redacted.
+    3. Unless ``no_browser_open``, open the browser (``opener`` or :mod:`webbrowser`) on a
+       background thread; a failed launch only adds a hint to open the URL by hand.
+    4. Wait for a callback with our state; strays are answered and ignored. ``error=``
+       becomes :class:`~fedbearer.AuthorizationError`; an ``iss`` naming another server
+       (RFC 9207) ends the login.
+    5. Exchange the code through a dedicated session.
+
+    ``timeout`` (seconds, ``None`` for no limit) covers steps 4 and 5; when it passes,
+    :class:`~fedbearer.LoginTimeoutError` is raised. On any outcome, Ctrl-C included, the
+    port is released and the server's threads are joined before this returns.
+    """
+    # Imported here: http.server and friends are needed only while a login runs.
+    from ._browser import launch
+    from ._loopback import LoopbackServer
+
+    check_client_id(client_id)
+    timeout = check_timeout(timeout)
+    federation = federation_for(federation_endpoint)
+    out = writer if writer is not None else sys.stderr
+    deadline = None if timeout is None else time.monotonic() + timeout
+    state = new_state()
+    verifier, challenge = new_pkce()
+    server = LoopbackServer(
+        state=state,
+        issuers=federation.issuers,
+        port=port,
+        app=app_name,
+        profile=profile_name,
+        federation=federation.endpoint,
+    )
+    redirect_uri = server.start()
+    try:
+        url = build_authorize_url(
+            federation,
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            state=state,
+            challenge=challenge,
+            federation_id=federation_id,
+        )
+        log.info("login: authorization URL %s", redact_url(url))
+        wait_note = "" if timeout is None else f" (up to {timeout:.0f} s)"
+        who = f" (profile {profile_name})" if profile_name else ""
+        action = (
+            "Open this URL in a browser to log in:"
+            if no_browser_open
+            else "Opening your browser. If it does not open, visit this URL:"
+        )
+        _show(
+            out,
+            f"Logging in to {federation.endpoint}{who}.\n{action}\n\n    {url}\n\n"
+            f"Waiting for the login to finish in the browser{wait_note}...\n",
+        )
+        if not no_browser_open:
+            launch(
+                url,
+                opener=opener,
+                on_failure=lambda reason: _show(
+                    out, f"Could not open a browser ({reason}); open the URL above by hand.\n"
+                ),
+            )
+        callback = server.wait(deadline)
+        if callback.kind is CallbackKind.WRONG_ISSUER:
+            server.finish(
+                server.failure(
+                    "Login rejected",
+                    "The login response came from a server other than the federation.",
+                    "Start the login again; if this repeats, report it to your administrator.",
+                )
+            )
+            raise LoginError(
+                "the authorization response names another issuer (RFC 9207); it was "
+                "rejected as a possible mix-up attack. Check the federation endpoint"
+            )
+        if callback.kind is CallbackKind.ERROR:
+            assert callback.error is not None
+            detail = callback.error + (
+                f": {callback.error_description}" if callback.error_description else ""
+            )
+            denied = callback.error == "access_denied"
+            server.finish(
+                server.failure(
+                    "Login denied" if denied else "Login rejected",
+                    "The login was refused." if denied else "The federation rejected the login.",
+                    "Return to your application and start the login again."
+                    if denied
+                    else "Check the application's settings, then start the login again.",
+                    detail=detail,
+                )
+            )
+            raise AuthorizationError(callback.error, callback.error_description, callback.error_uri)
+        assert callback.code is not None
+        try:
+            token = exchange_code(
+                federation,
+                code=callback.code,
+                redirect_uri=redirect_uri,
+                client_id=client_id,
+                verifier=verifier,
+                deadline=deadline,
+                verify=verify,
+            )
+        except FedbearerError:
+            server.finish(
+                server.failure(
+                    "Login failed",
+                    "The federation approved the login but did not issue a token.",
+                    "Return to your application for the details, then try again.",
+                )
+            )
+            raise
+        server.finish(server.success())
+        _show(out, "Logged in.\n")
+        log.info("login: token obtained, expires %s", token.expiration)
+        return token
+    finally:
+        server.close()

@@ -1,0 +1,496 @@
+"""The federation protocol as pure functions: no sockets, no files, no clock reads.
+
+Everything here takes values and returns values, so it is unit-tested directly; the
+loopback server, the browser launcher and the HTTP exchange are thin layers around it.
+
+Specs: RFC 6749 (OAuth 2.0), RFC 7636 (PKCE), RFC 8252 (native apps, loopback redirect),
+RFC 9207 (``iss`` in authorization responses), RFC 9700 (security BCP).
+
+oauthlib is imported inside the functions that use it: ``import fedbearer`` and a request
+with a valid token never need it, and importing it costs more than all of fedbearer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hmac
+import json
+import math
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ._exceptions import (
+    ConfigurationError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidTokenResponseError,
+    TokenEndpointError,
+)
+from ._token import DEFAULT_TOKEN_LIFETIME, Token, utc_from_timestamp
+
+AUTHORIZE_PATH = "/oauth2/authorize"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a password
+
+#: Query/form keys whose values are secrets; :func:`redact_url` hides them.
+SECRET_PARAMS = frozenset(
+    {"state", "code", "code_verifier", "access_token", "refresh_token", "id_token"}
+)
+
+_REDACTED = "REDACTED"
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True)
+class Federation:
+    """Where a federation lives: the normalised endpoint and the URLs derived from it."""
+
+    endpoint: str
+    authorize_url: str
+    token_url: str
+    #: Values accepted for ``iss`` in the callback (RFC 9207): the endpoint and its origin.
+    issuers: frozenset[str]
+
+
+def normalize_endpoint(federation_endpoint: str) -> str:
+    """Normalise a federation endpoint the way the reference does, keeping a path prefix.
+
+    ``auth.example.com`` and ``auth.example.com:443`` get ``https://``; an explicit
+    ``http://`` is kept for local federations. Unlike the reference, a path prefix such as
+    ``https://example.com/fed`` is kept (``/oauth2/...`` is appended to it). A trailing
+    slash is dropped. Queries, fragments and user info cannot be part of an endpoint.
+    """
+    if not isinstance(federation_endpoint, str) or not federation_endpoint.strip():
+        raise ConfigurationError(
+            "federation_endpoint is empty; pass the federation's address, "
+            "for example 'auth.example.com'"
+        )
+    raw = federation_endpoint.strip()
+    if "://" not in raw:
+        raw = "https://" + raw
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # validates the port number
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"federation_endpoint {federation_endpoint!r} is not a valid URL: {exc}"
+        ) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ConfigurationError(
+            f"federation_endpoint must use https:// (or http:// for a local federation), "
+            f"not {parts.scheme}://"
+        )
+    if not parts.hostname:
+        raise ConfigurationError(f"federation_endpoint {federation_endpoint!r} has no host name")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("federation_endpoint must not contain user credentials")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            "federation_endpoint must not contain a query or fragment; pass only "
+            "scheme, host, port and an optional path prefix"
+        )
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def federation_for(federation_endpoint: str) -> Federation:
+    """Derive the authorize/token URLs and accepted issuers from an endpoint."""
+    endpoint = normalize_endpoint(federation_endpoint)
+    parts = urlsplit(endpoint)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    issuers = {endpoint, endpoint + "/", origin, origin + "/"}
+    if parts.port == default_port:  # https://h:443 and https://h name one issuer
+        bare = f"{parts.scheme}://{parts.hostname}"
+        issuers |= {bare + parts.path, bare + parts.path + "/", bare, bare + "/"}
+    return Federation(
+        endpoint=endpoint,
+        authorize_url=endpoint + AUTHORIZE_PATH,
+        token_url=endpoint + TOKEN_PATH,
+        issuers=frozenset(issuers),
+    )
+
+
+# ------------------------------------------------------------------------- PKCE, state
+
+
+def new_state() -> str:
+    """32 random bytes, base64url without padding (43 characters), as the reference does."""
+    return secrets.token_urlsafe(32)
+
+
+def code_challenge(verifier: str) -> str:
+    """S256 challenge for ``verifier`` (RFC 7636 §4.2). Never *plain*.
+
+    oauthlib defaults to ``plain``; the method is always passed explicitly.
+    """
+    from oauthlib.oauth2 import Client
+
+    challenge = Client("pkce").create_code_challenge(verifier, "S256")
+    assert isinstance(challenge, str)
+    return challenge
+
+
+def new_pkce() -> tuple[str, str]:
+    """A fresh ``(verifier, S256 challenge)`` pair; the verifier has 43 characters."""
+    verifier = secrets.token_urlsafe(32)
+    return verifier, code_challenge(verifier)
+
+
+def build_authorize_url(
+    federation: Federation,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    state: str,
+    challenge: str,
+    federation_id: str,
+) -> str:
+    """The authorization request URL (RFC 6749 §4.1.1 + RFC 7636 §4.3).
+
+    Exactly the reference's parameters, in its order; ``federation-id`` is omitted when the id
+    is empty. oauthlib's ``prepare_grant_uri`` refuses ``http://`` endpoints unless a
+    process-wide switch is set, so the query is assembled with its transport-neutral helper.
+    """
+    from oauthlib.common import add_params_to_uri
+
+    params = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("scope", "openid"),
+        ("state", state),
+        ("redirect_uri", redirect_uri),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+    if federation_id:
+        params.append(("federation-id", federation_id))
+    url = add_params_to_uri(federation.authorize_url, params)
+    assert isinstance(url, str)
+    return url
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the values of :data:`SECRET_PARAMS` replaced, for logs."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = [
+        (k, _REDACTED if k in SECRET_PARAMS else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(pairs, safe="/:")))
+
+
+def redirect_uri_for(host: str, port: int) -> str:
+    """``http://127.0.0.1:<port>`` (or ``http://[::1]:<port>``): no path, no trailing slash."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+# --------------------------------------------------------------------------- callback
+
+
+class CallbackKind(enum.Enum):
+    """How a request to the loopback redirect URI is to be treated."""
+
+    NO_STATE = "no_state"  # a stray: prefetch, scanner, a user typing the address
+    WRONG_STATE = "wrong_state"  # not our login (or forged): keep waiting
+    MALFORMED = "malformed"  # our state, but neither code nor error, or repeated keys
+    WRONG_ISSUER = "wrong_issuer"  # our state, but iss names another server (mix-up)
+    CODE = "code"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A classified callback. ``code`` is a secret: this class has no readable repr of it."""
+
+    kind: CallbackKind
+    code: Optional[str] = None
+    error: Optional[str] = None
+    error_description: Optional[str] = None
+    error_uri: Optional[str] = None
+
+    def __repr__(self) -> str:
+        extra = f", error={self.error!r}" if self.error else ""
+        return f"Callback(kind={self.kind.value}{extra})"
+
+    @property
+    def decisive(self) -> bool:
+        """True when the callback ends the login (our state, with a code or an error)."""
+        return self.kind in (CallbackKind.CODE, CallbackKind.ERROR, CallbackKind.WRONG_ISSUER)
+
+
+def states_equal(received: str, expected: str) -> bool:
+    """Constant-time comparison of the state (RFC 6749 §10.12, RFC 9700 §4.7)."""
+    return hmac.compare_digest(received.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def parse_callback(query: str, *, state: str, issuers: frozenset[str]) -> Callback:
+    """Classify the query string of a request to the redirect URI (RFC 6749 §4.1.2).
+
+    Only a request carrying our ``state`` can end the login; anything else is a stray and the
+    caller keeps waiting. Parameters repeated in the query are malformed (RFC 6749 §3.1). An
+    ``iss`` that does not name this federation is rejected (RFC 9207 §2.4).
+    """
+    pairs = parse_qsl(query, keep_blank_values=True, errors="replace")
+    params: dict[str, str] = {}
+    repeated = False
+    for key, value in pairs:
+        if key in params:
+            repeated = True
+        params[key] = value
+    received = params.get("state")
+    if not received:
+        return Callback(CallbackKind.NO_STATE)
+    if not states_equal(received, state):
+        return Callback(CallbackKind.WRONG_STATE)
+    if repeated:
+        return Callback(CallbackKind.MALFORMED)
+    iss = params.get("iss")
+    if iss is not None and iss not in issuers:
+        return Callback(CallbackKind.WRONG_ISSUER)
+    if params.get("error"):
+        return Callback(
+            CallbackKind.ERROR,
+            error=_clean_text(params["error"], 100) or "unknown_error",
+            error_description=_clean_text(params.get("error_description"), 300),
+            error_uri=_clean_text(params.get("error_uri"), 300),
+        )
+    if params.get("code"):
+        return Callback(CallbackKind.CODE, code=params["code"])
+    return Callback(CallbackKind.MALFORMED)
+
+
+def _clean_text(value: Optional[str], limit: int) -> Optional[str]:
+    """Printable, bounded text from the federation, for messages and pages."""
+    if value is None:
+        return None
+    text = "".join(ch if ch.isprintable() else " " for ch in value).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text or None
+
+
+# ----------------------------------------------------------------------- token request
+
+
+def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, verifier: str) -> str:
+    """Form body of the code exchange (RFC 6749 §4.1.3, RFC 7636 §4.5). Public client."""
+    from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
+
+    body = prepare_token_request(
+        "authorization_code",
+        code=code,
+        redirect_uri=redirect_uri,
+        client_id=client_id,
+        code_verifier=verifier,
+    )
+    assert isinstance(body, str)
+    return body
+
+
+def refresh_token_body(*, refresh_token: str, client_id: str) -> str:
+    """Form body of a refresh (RFC 6749 §6). No scope: the original scope is kept."""
+    from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
+
+    body = prepare_token_request("refresh_token", refresh_token=refresh_token, client_id=client_id)
+    assert isinstance(body, str)
+    return body
+
+
+# RFC 6749 §5.2 error codes mapped explicitly (oauthlib's reflection-based lookup maps
+# some codes to the wrong class), each with what the user should do about it.
+_TOKEN_ERRORS: Mapping[str, tuple[type[TokenEndpointError], str]] = {
+    "invalid_grant": (
+        InvalidGrantError,
+        "the authorization code or refresh token was rejected (expired, used or revoked); "
+        "log in again",
+    ),
+    "invalid_client": (
+        InvalidClientError,
+        "the federation does not accept this client_id; check it",
+    ),
+    "unauthorized_client": (
+        InvalidClientError,
+        "this client_id may not use the authorization code grant; ask the federation's admin",
+    ),
+    "invalid_request": (
+        TokenEndpointError,
+        "the federation rejected the token request as malformed; check the endpoint",
+    ),
+    "unsupported_grant_type": (
+        TokenEndpointError,
+        "the federation does not support this grant type; check the endpoint",
+    ),
+    "invalid_scope": (
+        TokenEndpointError,
+        "the federation rejected the requested scope",
+    ),
+}
+
+#: Largest token response read; a real one is a few kilobytes.
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
+
+
+def scrub(text: Optional[str], secrets_: tuple[str, ...]) -> Optional[str]:
+    """``text`` with every occurrence of the given secret values replaced."""
+    if text is None:
+        return None
+    for value in secrets_:
+        if value and len(value) >= 4:
+            text = text.replace(value, _REDACTED)
+    return text
+
+
+def token_error(status: int, body: bytes, *, secrets_: tuple[str, ...] = ()) -> TokenEndpointError:
+    """The typed error for a failed token response (RFC 6749 §5.2).
+
+    Only the error code, a bounded description with ``secrets_`` scrubbed out, and the
+    status make it into the message; the body itself never does.
+    """
+    data = _json_object(body)
+    error = data.get("error") if data is not None else None
+    if not isinstance(error, str) or not error:
+        kind = "an error page" if body.lstrip()[:1] == b"<" else "no OAuth error code"
+        return TokenEndpointError(
+            f"token endpoint failed with HTTP {status} ({kind}); "
+            + (
+                "the federation is having trouble, try again later"
+                if status >= 500
+                else "check the federation endpoint"
+            ),
+            status=status,
+        )
+    assert data is not None
+    code = _clean_text(error, 100) or "unknown_error"
+    raw_desc = data.get("error_description")
+    desc = scrub(_clean_text(raw_desc if isinstance(raw_desc, str) else None, 300), secrets_)
+    raw_uri = data.get("error_uri")
+    uri = _clean_text(raw_uri if isinstance(raw_uri, str) else None, 300)
+    cls, hint = _TOKEN_ERRORS.get(code, (TokenEndpointError, "check the federation settings"))
+    detail = f"{code}: {desc}" if desc else code
+    return cls(
+        f"token endpoint refused the request (HTTP {status}, {detail}); {hint}",
+        status=status,
+        error=code,
+        error_description=desc,
+        error_uri=uri,
+    )
+
+
+def _json_object(body: bytes) -> Optional[dict[str, Any]]:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def parse_token_response(
+    status: int,
+    body: bytes,
+    *,
+    requested_at: float,
+    secrets_: tuple[str, ...] = (),
+) -> Token:
+    """Turn a token endpoint answer into a :class:`~fedbearer.Token` (RFC 6749 §5.1).
+
+    Expiry is measured from ``requested_at`` (when the request was sent), which can only
+    make the token expire early, never late. Without ``expires_in`` the JWT ``exp`` is used
+    when the token is a JWT, else :data:`~fedbearer.DEFAULT_TOKEN_LIFETIME`.
+    """
+    if status != 200:
+        raise token_error(status, body, secrets_=secrets_)
+    data = _json_object(body)
+    if data is None:
+        raise InvalidTokenResponseError(
+            "token endpoint answered 200 but not with a JSON object; "
+            "check that the federation endpoint is right",
+            status=status,
+        )
+    if "error" in data:
+        raise token_error(status, body, secrets_=secrets_)
+    from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
+    from oauthlib.oauth2.rfc6749.parameters import parse_token_response as oauthlib_parse
+
+    try:
+        params = oauthlib_parse(json.dumps(data))
+    except (oauthlib_errors.OAuth2Error, ValueError, TypeError, Warning) as exc:
+        # oauthlib's messages may quote the response; say only which rule failed.
+        reason = (
+            "no access_token"
+            if isinstance(exc, oauthlib_errors.MissingTokenError)
+            else "a malformed expires_in"
+            if isinstance(exc, ValueError)
+            else "a malformed field"
+        )
+        raise InvalidTokenResponseError(
+            f"token endpoint answered 200 with {reason}; the federation is misbehaving",
+            status=status,
+        ) from None
+    access = params.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise InvalidTokenResponseError(
+            "token endpoint answered 200 without a usable access_token", status=status
+        )
+    token_type = params.get("token_type")
+    if token_type is not None and (
+        not isinstance(token_type, str) or token_type.lower() != "bearer"
+    ):
+        raise InvalidTokenResponseError(
+            "token endpoint issued a token that is not a Bearer token (RFC 6750)",
+            status=status,
+        )
+    refresh = params.get("refresh_token")
+    if refresh is not None and (not isinstance(refresh, str) or not refresh):
+        raise InvalidTokenResponseError(
+            "token endpoint answered 200 with a malformed refresh_token", status=status
+        )
+    expires_in = params.get("expires_in")
+    if expires_in is not None:
+        if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
+            raise InvalidTokenResponseError(
+                "token endpoint answered 200 with a non-positive expires_in", status=status
+            )
+        expires_at = requested_at + expires_in
+    else:
+        jwt_exp = jwt_expiry(access)
+        expires_at = jwt_exp if jwt_exp is not None else requested_at + DEFAULT_TOKEN_LIFETIME
+    return Token(
+        access,
+        utc_from_timestamp(expires_at),
+        refresh_token=refresh,
+        issued_at=utc_from_timestamp(requested_at),
+    )
+
+
+def jwt_expiry(token: str) -> Optional[float]:
+    """The ``exp`` claim of a JWT access token, unverified, or ``None``.
+
+    Used only to bound the lifetime when the server omits ``expires_in``; the signature
+    does not matter for that, the resource server checks it.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
+        return float(exp)
+    return None
