@@ -6,6 +6,7 @@ wire- and cache-compatible with the Nebius SDK's federation bearer.
 
 from __future__ import annotations
 
+from ._auth import FederationAuth
 from ._bearer import Bearer, Receiver
 from ._exceptions import (
     AuthorizationError,
@@ -32,6 +33,7 @@ __all__ = [
     "AuthorizationError",
     "Bearer",
     "ConfigurationError",
+    "FederationAuth",
     "FedbearerError",
     "InteractionRequiredError",
     "InvalidClientError",

@@ -1,0 +1,393 @@
+"""``FederationAuth``: the ``requests`` adapter.
+
+``session.auth = FederationAuth(...)`` attaches ``Authorization: Bearer <token>`` to each
+request, logging in lazily on first use and again when the token nears expiry or the API
+answers 401. Renewal is single-flight: one lock per auth object, and a re-check after
+taking it, so 64 threads with no token cause one login and 64 simultaneous 401s one renewal.
+Across processes the token cache's login lock does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import IO, Any, Optional
+
+import requests
+from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
+
+from . import _clock
+from ._bearer import Bearer
+from ._browser import Opener
+from ._exceptions import ConfigurationError, FedbearerError
+from ._login import DEFAULT_LOGIN_TIMEOUT, Verify
+from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
+
+log = logging.getLogger("fedbearer.auth")
+
+#: Statuses that make the adapter renew the token and resend the request once (RFC 6750 §3.1).
+REFRESH_STATUSES = (401,)
+#: How many times one request is resent after a renewal. One: a second 401 is an answer.
+MAX_RESENDS = 1
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+class _Default:
+    """Marker for "the default token cache" (resolved at first use, not at construction)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_CACHE"
+
+
+DEFAULT_CACHE: Any = _Default()
+
+
+def _origin_of(url: str) -> str:
+    """``scheme://host:port`` of a prepared URL, port always explicit.
+
+    ``requests`` has already lower-cased the scheme and host of a prepared URL, so plain
+    string work is enough here and far cheaper than a URL parser.
+    """
+    scheme, _, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    if not netloc.endswith("]") and ":" in netloc:
+        return f"{scheme}://{netloc}"
+    return f"{scheme}://{netloc}:{_DEFAULT_PORTS.get(scheme, '')}"
+
+
+def _parse_hosts(hosts: Optional[Iterable[str]]) -> Optional[frozenset[str]]:
+    if hosts is None:
+        return None
+    if isinstance(hosts, str):
+        hosts = [hosts]
+    origins = set()
+    for host in hosts:
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigurationError(f"hosts entries must be non-empty strings, not {host!r}")
+        text = host.strip().lower()
+        if "://" not in text:
+            text = "https://" + text
+        scheme, _, rest = text.partition("://")
+        if scheme not in _DEFAULT_PORTS or not rest or "/" in rest.rstrip("/"):
+            raise ConfigurationError(
+                f"hosts entry {host!r} must be 'host', 'host:port' or 'scheme://host[:port]'"
+            )
+        origins.add(_origin_of(f"{scheme}://{rest.rstrip('/')}/"))
+    if not origins:
+        raise ConfigurationError("hosts is empty; pass None to send the token to any host")
+    return frozenset(origins)
+
+
+def _insufficient_scope(response: requests.Response) -> bool:
+    challenge = response.headers.get("WWW-Authenticate", "")
+    return "insufficient_scope" in challenge.replace(" ", "").lower()
+
+
+class FederationAuth(AuthBase):
+    """Bearer-token auth for ``requests`` from an interactive federation login.
+
+    ``session.auth = FederationAuth(client_id, federation_endpoint, federation_id)``. Nothing
+    happens at construction; the first request that needs a token takes it from the token
+    cache or runs the interactive login. Later requests reuse it until it is within
+    ``refresh_margin`` of expiry (capped at half its lifetime; 0 means no margin), or until
+    the API answers 401: then it is renewed (refresh token first, else one interactive
+    login) and the request is resent once.
+
+    ``hosts`` limits which origins receive the token (``"api.example.com"``,
+    ``"https://api.example.com:8443"``); other requests pass untouched. Without it the token
+    goes to whatever host the session calls, but a 401 only counts when it comes from the
+    origin the token was sent to, and ``requests`` drops the header on cross-host
+    redirects.
+
+    ``cache`` is where tokens persist between processes: by default the Nebius CLI's
+    ``~/.nebius/credentials.yaml``; pass ``None`` to keep the token in this object only, or
+    a :class:`~fedbearer.TokenCache`. The other options are those of :class:`~fedbearer.Bearer`.
+
+    Picklable (the lock is recreated and the in-memory token is left out on purpose: it is
+    a secret, and the cache has it); compares by identity.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        federation_endpoint: str,
+        federation_id: str,
+        *,
+        profile: str = "default",
+        writer: Optional[IO[str]] = None,
+        no_browser_open: bool = False,
+        timeout: Optional[float] = DEFAULT_LOGIN_TIMEOUT,
+        refresh_margin: Seconds = DEFAULT_REFRESH_MARGIN,
+        hosts: Optional[Iterable[str]] = None,
+        cache: Any = DEFAULT_CACHE,
+        port: Optional[int] = None,
+        opener: Optional[Opener] = None,
+        verify: Verify = True,
+        interactive: Optional[bool] = None,
+        app_name: str = "fedbearer",
+    ) -> None:
+        bearer = Bearer(
+            profile,
+            client_id,
+            federation_endpoint,
+            federation_id,
+            writer=writer,
+            no_browser_open=no_browser_open,
+            timeout=timeout,
+            port=port,
+            opener=opener,
+            verify=verify,
+            app_name=app_name,
+            # None leaves the choice to Bearer's default (the environment).
+            **({} if interactive is None else {"interactive": interactive}),
+        )
+        self._setup(bearer, refresh_margin=refresh_margin, hosts=hosts, cache=cache)
+
+    @classmethod
+    def from_bearer(
+        cls,
+        bearer: Bearer,
+        *,
+        refresh_margin: Seconds = DEFAULT_REFRESH_MARGIN,
+        hosts: Optional[Iterable[str]] = None,
+        cache: Any = DEFAULT_CACHE,
+    ) -> FederationAuth:
+        """Build the adapter around an existing :class:`~fedbearer.Bearer`."""
+        if not isinstance(bearer, Bearer):
+            raise ConfigurationError("from_bearer needs a fedbearer.Bearer")
+        self = cls.__new__(cls)
+        self._setup(bearer, refresh_margin=refresh_margin, hosts=hosts, cache=cache)
+        return self
+
+    def _setup(
+        self, bearer: Bearer, *, refresh_margin: Seconds, hosts: Optional[Iterable[str]], cache: Any
+    ) -> None:
+        if isinstance(refresh_margin, bool) or not isinstance(
+            refresh_margin, (int, float, timedelta)
+        ):
+            raise ConfigurationError("refresh_margin must be seconds or a timedelta")
+        margin = _seconds(refresh_margin)
+        if not math.isfinite(margin) or margin < 0:
+            raise ConfigurationError("refresh_margin must be a finite number of seconds >= 0")
+        self.bearer = bearer
+        self.refresh_margin = margin
+        self.hosts = _parse_hosts(hosts)
+        self._cache_setting = cache
+        self._cache: Any = None
+        self._lock = threading.Lock()
+        self._token: Optional[Token] = None
+        self._header = ""
+        # -inf: the first request always takes the renewal path.
+        self._renew_at = -math.inf
+
+    # ------------------------------------------------------------------ pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_token"] = None
+        state["_header"] = ""
+        state["_renew_at"] = -math.inf
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        b = self.bearer
+        token = self._token
+        if token is None:
+            held = "none"
+        elif token.expiration is None:
+            held = "no expiry"
+        else:
+            held = f"until {token.expiration.isoformat(timespec='seconds')}"
+        hosts = None if self.hosts is None else sorted(self.hosts)
+        return (
+            f"FederationAuth(client_id={b.client_id!r}, "
+            f"federation_endpoint={b.federation.endpoint!r}, "
+            f"federation_id={b.federation_id!r}, profile={b.profile_name!r}, "
+            f"hosts={hosts!r}, refresh_margin={self.refresh_margin:g}, token={held})"
+        )
+
+    # ------------------------------------------------------------------ the hot path
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = r.url or ""
+        if self.hosts is not None and _origin_of(url) not in self.hosts:
+            return r
+        if _clock.now() >= self._renew_at:
+            self._renew(self._token.token if self._token is not None else None)
+        header = self._header
+        r.headers["Authorization"] = header
+        body: Any = r.body  # typed bytes | str, but requests passes files and generators too
+        position: Optional[int] = None
+        if body is not None and not isinstance(body, (bytes, str)):
+            position = self._body_position(body)
+        attempts = [0]
+
+        def handle_response(response: requests.Response, **kwargs: Any) -> requests.Response:
+            if response.status_code not in REFRESH_STATUSES:
+                return response
+            return self._handle_401(response, url, header, position, attempts, kwargs)
+
+        r.hooks["response"].append(handle_response)
+        return r
+
+    @staticmethod
+    def _body_position(body: Any) -> Optional[int]:
+        tell = getattr(body, "tell", None)
+        if tell is None or not callable(getattr(body, "seek", None)):
+            return None
+        try:
+            return int(tell())
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ 401
+
+    def _handle_401(
+        self,
+        response: requests.Response,
+        sent_url: str,
+        sent_header: str,
+        position: Optional[int],
+        attempts: list[int],
+        send_kwargs: dict[str, Any],
+    ) -> requests.Response:
+        if _origin_of(response.url or sent_url) != _origin_of(sent_url):
+            return response  # a redirect took us elsewhere; that host's 401 is not ours
+        if attempts[0] >= MAX_RESENDS:
+            return response
+        if _insufficient_scope(response):
+            log.debug("401 insufficient_scope: a permission problem, not renewing")
+            return response
+        attempts[0] += 1
+        self._renew(sent_header[len("Bearer ") :], rejected=True)
+        request = response.request
+        body: Any = request.body
+        if body is not None and not isinstance(body, (bytes, str)):
+            if position is None:
+                log.warning(
+                    "got 401 for %s %s; the token was renewed but the request body is a "
+                    "stream that cannot be rewound, so the request is not resent; the 401 "
+                    "is returned. Send a bytes body or a seekable file to get it resent",
+                    request.method,
+                    _origin_of(sent_url),
+                )
+                return response
+            try:
+                body.seek(position)
+            except (OSError, ValueError):
+                log.warning("got 401 and could not rewind the request body; returning the 401")
+                return response
+        # As HTTPDigestAuth.handle_401: free the connection, copy the request, resend it
+        # through the same adapter (no hooks, no redirects run again), keep the 401 in history.
+        response.content  # noqa: B018 - read so the connection can be released
+        response.close()
+        retry = request.copy()
+        extract_cookies_to_jar(retry._cookies, request, response.raw)  # type: ignore[attr-defined,no-untyped-call]
+        retry.prepare_cookies(retry._cookies)  # type: ignore[attr-defined]
+        retry.headers["Authorization"] = self._header
+        connection = response.connection
+        resent: requests.Response = connection.send(retry, **send_kwargs)
+        resent.history.append(response)
+        resent.request = retry
+        return resent
+
+    # ------------------------------------------------------------------ renewal
+
+    def get_token(self) -> Token:
+        """A valid token, logging in (or refreshing, or reading the cache) when needed."""
+        if _clock.now() >= self._renew_at:
+            self._renew(self._token.token if self._token is not None else None)
+        token = self._token
+        assert token is not None
+        return token
+
+    def _cache_backend(self) -> Any:
+        if self._cache is None:
+            setting = self._cache_setting
+            if setting is DEFAULT_CACHE:
+                from ._cache import default_cache
+
+                self._cache = default_cache()
+            elif setting is None:
+                from ._cache import NoTokenCache
+
+                self._cache = NoTokenCache()
+            else:
+                self._cache = setting
+        return self._cache
+
+    def _usable(self, token: Optional[Token], stale: Optional[str]) -> bool:
+        return (
+            token is not None and token.token != stale and not token.is_expired(self.refresh_margin)
+        )
+
+    def _install(self, token: Token) -> None:
+        self._token = token
+        self._header = "Bearer " + token.token
+        self._renew_at = token.renew_at(self.refresh_margin)
+
+    def _renew(self, stale: Optional[str], *, rejected: bool = False) -> None:
+        """Make ``self._token`` a usable token other than ``stale``.
+
+        Single-flight: whoever takes the lock second finds the token already replaced
+        and returns. Order: the cache (another process may have renewed), the refresh
+        token, then one interactive login under the cache's cross-process login lock.
+        """
+        with self._lock:
+            current = self._token
+            if self._usable(current, stale):
+                return
+            if rejected and current is not None and current.token == stale:
+                # The API rejected it: never send it again, even if renewal fails below.
+                self._token = None
+                self._header = ""
+                self._renew_at = -math.inf
+            cache = self._cache_backend()
+            key = self.bearer.name
+            cached = cache.get(key)
+            if self._usable(cached, stale):
+                log.debug("using the token found in the cache")
+                self._install(cached)
+                return
+            token = self._refreshed(current if current is not None else cached)
+            if token is None:
+                token = self._login(cache, key, stale)
+            if token is not cached:
+                cache.put(key, token)
+            self._install(token)
+
+    def _refreshed(self, token: Optional[Token]) -> Optional[Token]:
+        if token is None or not token.refresh_token:
+            return None
+        try:
+            new = self.bearer.refresh(token)
+        except FedbearerError as exc:
+            # invalid_grant (expired, rotated, revoked) or any failure: fall back to a login.
+            log.info("refresh failed (%s); falling back to a login", type(exc).__name__)
+            return None
+        log.debug("token renewed with the refresh token")
+        return new
+
+    def _login(self, cache: Any, key: str, stale: Optional[str]) -> Token:
+        """One interactive login, unless another process finishes one while we wait."""
+        with cache.login_lock(key, self.bearer.timeout) as acquired:
+            if not acquired:
+                log.info("waited for another process's login without result; logging in here")
+            # Another process may have logged in while we waited for its lock.
+            cached = cache.get(key)
+            if self._usable(cached, stale):
+                log.debug("another process logged in; using its token")
+                assert cached is not None
+                return cached  # type: ignore[no-any-return]
+            return self.bearer.receiver().fetch()
