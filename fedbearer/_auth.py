@@ -19,6 +19,8 @@ from typing import IO, Any, Optional
 import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
+from requests.exceptions import UnrewindableBodyError
+from requests.utils import rewind_body
 
 from . import _clock
 from ._bearer import Bearer
@@ -220,73 +222,57 @@ class FederationAuth(AuthBase):
     # ------------------------------------------------------------------ the hot path
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        url = r.url or ""
-        if self.hosts is not None and _origin_of(url) not in self.hosts:
+        if self.hosts is not None and _origin_of(r.url or "") not in self.hosts:
             return r
         if _clock.now() >= self._renew_at:
             self._renew(self._token.token if self._token is not None else None)
         header = self._header
         r.headers["Authorization"] = header
-        body: Any = r.body  # typed bytes | str, but requests passes files and generators too
-        position: Optional[int] = None
-        if body is not None and not isinstance(body, (bytes, str)):
-            position = self._body_position(body)
-        attempts = [0]
+        handle_401 = self._handle_401
+        resent = [False]  # per request: redirect hops share this hook, not the instance
 
-        def handle_response(response: requests.Response, **kwargs: Any) -> requests.Response:
-            if response.status_code not in REFRESH_STATUSES:
-                return response
-            return self._handle_401(response, url, header, position, attempts, kwargs)
+        def on_response(response: requests.Response, **kwargs: Any) -> requests.Response:
+            if response.status_code in REFRESH_STATUSES:
+                return handle_401(response, header, resent, kwargs)
+            return response
 
-        r.hooks["response"].append(handle_response)
+        r.hooks["response"].append(on_response)
         return r
-
-    @staticmethod
-    def _body_position(body: Any) -> Optional[int]:
-        tell = getattr(body, "tell", None)
-        if tell is None or not callable(getattr(body, "seek", None)):
-            return None
-        try:
-            return int(tell())
-        except (OSError, ValueError):
-            return None
 
     # ------------------------------------------------------------------ 401
 
     def _handle_401(
         self,
         response: requests.Response,
-        sent_url: str,
         sent_header: str,
-        position: Optional[int],
-        attempts: list[int],
+        resent: list[bool],
         send_kwargs: dict[str, Any],
     ) -> requests.Response:
-        if _origin_of(response.url or sent_url) != _origin_of(sent_url):
-            return response  # a redirect took us elsewhere; that host's 401 is not ours
-        if attempts[0] >= MAX_RESENDS:
+        request = response.request
+        if request.headers.get("Authorization") != sent_header:
+            # Our token was not on this request: requests strips it on a redirect to
+            # another host, so that host's 401 says nothing about our token.
+            return response
+        if resent[0]:
             return response
         if _insufficient_scope(response):
             log.debug("401 insufficient_scope: a permission problem, not renewing")
             return response
-        attempts[0] += 1
+        resent[0] = True
         self._renew(sent_header[len("Bearer ") :], rejected=True)
-        request = response.request
-        body: Any = request.body
+        body: Any = request.body  # typed bytes | str, but requests passes files and generators
         if body is not None and not isinstance(body, (bytes, str)):
-            if position is None:
+            try:
+                # requests recorded the stream's position when it prepared the body.
+                rewind_body(request)
+            except UnrewindableBodyError:
                 log.warning(
                     "got 401 for %s %s; the token was renewed but the request body is a "
-                    "stream that cannot be rewound, so the request is not resent; the 401 "
-                    "is returned. Send a bytes body or a seekable file to get it resent",
+                    "stream that cannot be rewound, so the request is not resent and the "
+                    "401 is returned. Send bytes or a seekable file to have it resent",
                     request.method,
-                    _origin_of(sent_url),
+                    _origin_of(request.url or ""),
                 )
-                return response
-            try:
-                body.seek(position)
-            except (OSError, ValueError):
-                log.warning("got 401 and could not rewind the request body; returning the 401")
                 return response
         # As HTTPDigestAuth.handle_401: free the connection, copy the request, resend it
         # through the same adapter (no hooks, no redirects run again), keep the 401 in history.
@@ -297,10 +283,10 @@ class FederationAuth(AuthBase):
         retry.prepare_cookies(retry._cookies)  # type: ignore[attr-defined]
         retry.headers["Authorization"] = self._header
         connection = response.connection
-        resent: requests.Response = connection.send(retry, **send_kwargs)
-        resent.history.append(response)
-        resent.request = retry
-        return resent
+        resent_response: requests.Response = connection.send(retry, **send_kwargs)
+        resent_response.history.append(response)
+        resent_response.request = retry
+        return resent_response
 
     # ------------------------------------------------------------------ renewal
 
