@@ -123,6 +123,11 @@ class _Server(ThreadingHTTPServer):
         self.owner._track(request, True)
         super().process_request(request, client_address)
 
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # Named so that tests (and anyone debugging) can tell our threads apart.
+        threading.current_thread().name = "fedbearer-loopback-conn"
+        super().process_request_thread(request, client_address)
+
     def shutdown_request(self, request: Any) -> None:
         self.owner._track(request, False)
         super().shutdown_request(request)

@@ -459,6 +459,8 @@ def parse_token_response(
             "token endpoint answered 200 with a malformed refresh_token", status=status
         )
     expires_in = params.get("expires_in")
+    if "expires_in" in data and data["expires_in"] is not None and expires_in is None:
+        expires_in = 0  # oauthlib drops a zero expires_in; it is still not a lifetime
     if expires_in is not None:
         if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
             raise InvalidTokenResponseError(

@@ -1,0 +1,1 @@
+"""fedbearer test suite."""

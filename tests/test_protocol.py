@@ -1,0 +1,320 @@
+"""Pure protocol functions: no sockets, no clock."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from fedbearer import (
+    ConfigurationError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidTokenResponseError,
+    TokenEndpointError,
+)
+from fedbearer._protocol import (
+    CallbackKind,
+    authorization_code_body,
+    build_authorize_url,
+    code_challenge,
+    federation_for,
+    jwt_expiry,
+    new_pkce,
+    new_state,
+    normalize_endpoint,
+    parse_callback,
+    parse_token_response,
+    redact_url,
+    redirect_uri_for,
+    refresh_token_body,
+    states_equal,
+)
+from fedbearer._token import DEFAULT_TOKEN_LIFETIME
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("auth.example.com", "https://auth.example.com"),
+        ("auth.example.com:443", "https://auth.example.com:443"),
+        ("Auth.Example.COM/", "https://auth.example.com"),
+        ("https://auth.example.com/", "https://auth.example.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://example.com/fed/", "https://example.com/fed"),
+        ("https://example.com/a/b", "https://example.com/a/b"),
+        ("  auth.example.com  ", "https://auth.example.com"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+    ],
+)
+def test_endpoint_is_normalised_like_the_reference_but_keeps_the_path(given, expected):
+    assert normalize_endpoint(given) == expected
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "   ",
+        "ftp://auth.example.com",
+        "https://",
+        "https://user:pw@auth.example.com",
+        "https://auth.example.com/?x=1",
+        "https://auth.example.com/#frag",
+        "https://auth.example.com:99999",
+    ],
+)
+def test_bad_endpoints_raise_a_configuration_error(bad):
+    with pytest.raises(ConfigurationError):
+        normalize_endpoint(bad)
+
+
+def test_federation_urls_keep_the_path_prefix():
+    fed = federation_for("example.com/fed")
+    assert fed.authorize_url == "https://example.com/fed/oauth2/authorize"
+    assert fed.token_url == "https://example.com/fed/oauth2/token"
+    assert {"https://example.com/fed", "https://example.com"} <= fed.issuers
+
+
+def test_issuers_treat_the_default_port_as_the_same_server():
+    fed = federation_for("https://auth.example.com:443")
+    assert "https://auth.example.com" in fed.issuers
+    assert "https://evil.example.com" not in fed.issuers
+
+
+def test_pkce_matches_rfc7636_appendix_b():
+    assert (
+        code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+        == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    )
+
+
+def test_pkce_verifier_and_state_are_43_char_base64url_and_fresh():
+    verifiers = {new_pkce()[0] for _ in range(50)}
+    states = {new_state() for _ in range(50)}
+    assert len(verifiers) == 50 and len(states) == 50
+    alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    for value in verifiers | states:
+        assert len(value) == 43
+        assert set(value) <= alphabet
+
+
+def test_authorize_url_has_exactly_the_reference_parameters_in_order():
+    fed = federation_for("https://auth.example.com/fed")
+    url = build_authorize_url(
+        fed,
+        client_id="my-app",
+        redirect_uri="http://127.0.0.1:5555",
+        state="S" * 43,
+        challenge="C" * 43,
+        federation_id="fed-1",
+    )
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == fed.authorize_url
+    assert parse_qsl(parts.query) == [
+        ("response_type", "code"),
+        ("client_id", "my-app"),
+        ("scope", "openid"),
+        ("state", "S" * 43),
+        ("redirect_uri", "http://127.0.0.1:5555"),
+        ("code_challenge", "C" * 43),
+        ("code_challenge_method", "S256"),
+        ("federation-id", "fed-1"),
+    ]
+
+
+def test_authorize_url_omits_an_empty_federation_id_and_allows_http():
+    fed = federation_for("http://127.0.0.1:9")
+    url = build_authorize_url(
+        fed,
+        client_id="c",
+        redirect_uri="http://127.0.0.1:1",
+        state="s",
+        challenge="x",
+        federation_id="",
+    )
+    assert "federation-id" not in dict(parse_qsl(urlsplit(url).query))
+
+
+def test_redact_url_hides_state_and_code_but_keeps_the_rest():
+    url = "https://a.example/oauth2/authorize?client_id=c&state=SECRETSTATE&code=SECRETCODE&x=1"
+    redacted = redact_url(url)
+    assert "SECRETSTATE" not in redacted and "SECRETCODE" not in redacted
+    assert "client_id=c" in redacted and "x=1" in redacted and "state=REDACTED" in redacted
+
+
+def test_redirect_uri_has_no_path_and_brackets_ipv6():
+    assert redirect_uri_for("127.0.0.1", 8123) == "http://127.0.0.1:8123"
+    assert redirect_uri_for("::1", 8123) == "http://[::1]:8123"
+
+
+ISS = frozenset({"https://auth.example.com"})
+
+
+@pytest.mark.parametrize(
+    ("query", "kind"),
+    [
+        ("", CallbackKind.NO_STATE),
+        ("code=abc", CallbackKind.NO_STATE),
+        ("state=&code=abc", CallbackKind.NO_STATE),
+        ("state=wrong&code=abc", CallbackKind.WRONG_STATE),
+        ("state=wrong&error=access_denied", CallbackKind.WRONG_STATE),
+        ("state=good", CallbackKind.MALFORMED),
+        ("state=good&code=", CallbackKind.MALFORMED),
+        ("state=good&code=a&code=b", CallbackKind.MALFORMED),
+        ("state=good&code=abc", CallbackKind.CODE),
+        ("state=good&code=abc&iss=https%3A%2F%2Fauth.example.com", CallbackKind.CODE),
+        ("state=good&code=abc&iss=https%3A%2F%2Fevil.example", CallbackKind.WRONG_ISSUER),
+        ("state=good&error=access_denied", CallbackKind.ERROR),
+        ("state=%FF%FE&code=x", CallbackKind.WRONG_STATE),
+    ],
+)
+def test_callback_classification(query, kind):
+    assert parse_callback(query, state="good", issuers=ISS).kind is kind
+
+
+def test_error_callback_carries_the_triple_cleaned():
+    cb = parse_callback(
+        "state=good&error=access_denied&error_description=User%0Asaid+no&error_uri=https%3A%2F%2Fd",
+        state="good",
+        issuers=ISS,
+    )
+    assert (cb.error, cb.error_description, cb.error_uri) == (
+        "access_denied",
+        "User said no",
+        "https://d",
+    )
+
+
+def test_callback_repr_never_shows_the_code():
+    cb = parse_callback("state=good&code=SECRETCODE", state="good", issuers=ISS)
+    assert cb.code == "SECRETCODE"
+    assert "SECRETCODE" not in repr(cb)
+
+
+def test_states_compare_equal_only_when_identical():
+    assert states_equal("abc", "abc")
+    assert not states_equal("abd", "abc")
+    assert not states_equal("ab", "abc")
+    assert not states_equal("é", "abc")
+
+
+def test_token_request_bodies():
+    body = dict(
+        parse_qsl(
+            authorization_code_body(
+                code="CODE", redirect_uri="http://127.0.0.1:1", client_id="c", verifier="V"
+            )
+        )
+    )
+    assert body == {
+        "grant_type": "authorization_code",
+        "code": "CODE",
+        "redirect_uri": "http://127.0.0.1:1",
+        "client_id": "c",
+        "code_verifier": "V",
+    }
+    assert dict(parse_qsl(refresh_token_body(refresh_token="R", client_id="c"))) == {
+        "grant_type": "refresh_token",
+        "refresh_token": "R",
+        "client_id": "c",
+    }
+
+
+def _body(obj):
+    return json.dumps(obj).encode()
+
+
+def test_token_response_expiry_counts_from_the_request_time():
+    token = parse_token_response(
+        200,
+        _body(
+            {"access_token": "AT", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "R"}
+        ),
+        requested_at=1_000_000.0,
+    )
+    assert token.token == "AT" and token.refresh_token == "R"
+    assert token.expires_at == 1_003_600.0
+    assert token.issued_at is not None and token.issued_at.timestamp() == 1_000_000.0
+
+
+def test_missing_expires_in_gets_the_bounded_default():
+    token = parse_token_response(200, _body({"access_token": "AT"}), requested_at=100.0)
+    assert token.expires_at == 100.0 + DEFAULT_TOKEN_LIFETIME
+
+
+def test_missing_expires_in_uses_the_jwt_exp_when_there_is_one():
+    import base64
+
+    payload = base64.urlsafe_b64encode(json.dumps({"exp": 5000}).encode()).rstrip(b"=").decode()
+    jwt = f"eyJhbGciOiJub25lIn0.{payload}.sig"
+    assert jwt_expiry(jwt) == 5000.0
+    assert (
+        parse_token_response(200, _body({"access_token": jwt}), requested_at=1.0).expires_at
+        == 5000.0
+    )
+    assert jwt_expiry("not.a.jwt!") is None and jwt_expiry("opaque") is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>oops</html>",
+        b"[]",
+        b"not json",
+        _body({"token_type": "Bearer"}),
+        _body({"access_token": ""}),
+        _body({"access_token": 5}),
+        _body({"access_token": "SECRETAT", "expires_in": [1]}),
+        _body({"access_token": "SECRETAT", "expires_in": "soon"}),
+        _body({"access_token": "SECRETAT", "expires_in": 0}),
+        _body({"access_token": "SECRETAT", "token_type": "mac"}),
+        _body({"access_token": "SECRETAT", "refresh_token": 7}),
+    ],
+)
+def test_unusable_200_answers_are_invalid_token_responses(body):
+    with pytest.raises(InvalidTokenResponseError) as info:
+        parse_token_response(200, body, requested_at=0.0)
+    assert "SECRETAT" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "code"),
+    [
+        (
+            400,
+            _body({"error": "invalid_grant", "error_description": "code used"}),
+            InvalidGrantError,
+            "invalid_grant",
+        ),
+        (401, _body({"error": "invalid_client"}), InvalidClientError, "invalid_client"),
+        (400, _body({"error": "invalid_request"}), TokenEndpointError, "invalid_request"),
+        (400, _body({"error": "something_new"}), TokenEndpointError, "something_new"),
+        (500, b"<html>Internal error</html>", TokenEndpointError, ""),
+        (503, b"", TokenEndpointError, ""),
+        (200, _body({"error": "invalid_grant"}), InvalidGrantError, "invalid_grant"),
+    ],
+)
+def test_token_errors_are_mapped_explicitly(status, body, cls, code):
+    with pytest.raises(cls) as info:
+        parse_token_response(status, body, requested_at=0.0)
+    assert type(info.value) is cls
+    assert info.value.status == status
+    assert info.value.error == code
+    assert str(status) in str(info.value)
+
+
+def test_token_error_text_never_contains_the_secrets_the_server_echoes():
+    body = _body({"error": "invalid_grant", "error_description": "code SECRETCODE1 was used"})
+    with pytest.raises(InvalidGrantError) as info:
+        parse_token_response(400, body, requested_at=0.0, secrets_=("SECRETCODE1",))
+    assert "SECRETCODE1" not in str(info.value)
+    assert "SECRETCODE1" not in (info.value.error_description or "")
+
+
+def test_error_body_is_never_quoted_in_the_message():
+    body = b"<html>access_token=LEAKY123 debug dump</html>"
+    with pytest.raises(TokenEndpointError) as info:
+        parse_token_response(502, body, requested_at=0.0)
+    assert "LEAKY123" not in str(info.value)
