@@ -7,9 +7,12 @@ interactive login. Constructing either does no I/O.
 
 from __future__ import annotations
 
+import os
+import shlex
 from typing import IO, Optional
 
 from ._browser import Opener
+from ._environment import INTERACTIVE_ENV, interactive_from_env
 from ._exceptions import ConfigurationError, InteractionRequiredError
 from ._login import (
     DEFAULT_LOGIN_TIMEOUT,
@@ -53,8 +56,9 @@ class Bearer:
         TLS verification for the token endpoint: ``True``, ``False`` or a CA bundle path,
         as in ``requests``.
     ``interactive``
-        When False, a login raises :class:`~fedbearer.InteractionRequiredError` at once
-        (for cron and CI).
+        When False, a login raises :class:`~fedbearer.InteractionRequiredError` at once,
+        with the ``fedbearer login`` command to run (for cron and CI). ``None`` (default):
+        from ``$FEDBEARER_INTERACTIVE`` (``0`` disables), else True; read here, once.
     ``app_name``
         Shown on the browser pages.
     """
@@ -72,7 +76,7 @@ class Bearer:
         port: Optional[int] = None,
         opener: Optional[Opener] = None,
         verify: Verify = True,
-        interactive: bool = True,
+        interactive: Optional[bool] = None,
         app_name: str = "fedbearer",
     ) -> None:
         if not isinstance(profile_name, str) or not profile_name:
@@ -94,6 +98,15 @@ class Bearer:
         self.port = port
         self.opener = opener
         self.verify = verify
+        if interactive is not None and not isinstance(interactive, bool):
+            raise ConfigurationError(
+                f"interactive must be True, False or None, not {interactive!r}"
+            )
+        #: Where ``interactive`` came from, for the error message when it is off.
+        self._interactive_source = "interactive=False"
+        if interactive is None:
+            interactive = interactive_from_env()
+            self._interactive_source = f"{INTERACTIVE_ENV}={os.environ.get(INTERACTIVE_ENV, '')}"
         self.interactive = interactive
         self.app_name = app_name
 
@@ -139,11 +152,25 @@ class Receiver:
         """
         b = self.bearer
         if not b.interactive:
+            # Raised before anything else: no port, no thread, no output (cron, CI).
+            command = shlex.join(
+                [
+                    "fedbearer",
+                    "login",
+                    "--client-id",
+                    b.client_id,
+                    "--federation-endpoint",
+                    b.federation_endpoint,
+                    "--federation-id",
+                    b.federation_id,
+                    "--profile",
+                    b.profile_name,
+                ]
+            )
             raise InteractionRequiredError(
-                f"a login is needed for profile {b.profile_name!r} but interaction is "
-                "disabled; log in first from a terminal with: fedbearer login "
-                f"--client-id {b.client_id} --federation-endpoint {b.federation_endpoint} "
-                f"--federation-id {b.federation_id} --profile {b.profile_name}"
+                f"a login is needed for profile {b.profile_name!r} but interactive logins are "
+                f"disabled ({b._interactive_source}); log in first from a terminal with: "
+                f"{command}"
             )
         return authorize(
             b.client_id,

@@ -12,11 +12,13 @@ import math
 import sys
 import time
 from typing import IO, Optional, Union
+from urllib.parse import urlsplit
 
 import requests
 
 from . import _clock
 from ._browser import Opener
+from ._environment import Environment, callback_port_from_env, detect_environment
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,
@@ -233,6 +235,66 @@ def _show(writer: IO[str], text: str) -> None:
         log.debug("could not write to the writer", exc_info=True)
 
 
+def _ssh_forward_command(environment: Environment, redirect_uri: str) -> str:
+    """``ssh -L <port>:127.0.0.1:<port> <this host>``, ready to copy (RFC 8252 §7.3 port)."""
+    import socket
+
+    parts = urlsplit(redirect_uri)
+    host = parts.hostname or "127.0.0.1"
+    target = f"[{host}]" if ":" in host else host
+    server = environment.ssh_server or socket.gethostname()
+    port_option = f"-p {environment.ssh_port} " if environment.ssh_port not in (None, 22) else ""
+    return f"ssh {port_option}-L {parts.port}:{target}:{parts.port} {server}"
+
+
+def _instructions(
+    *,
+    federation: Federation,
+    profile_name: Optional[str],
+    url: str,
+    redirect_uri: str,
+    launching: bool,
+    reason: Optional[str],
+    environment: Environment,
+    pasting: bool,
+    fixed_port: bool,
+    timeout: Optional[float],
+) -> str:
+    """What the user reads while the login waits: the URL, and how to finish from afar."""
+    who = f" (profile {profile_name})" if profile_name else ""
+    lines = [f"Logging in to {federation.endpoint}{who}."]
+    if launching:
+        lines.append("Opening your browser. If it does not open, visit this URL:")
+    else:
+        if reason:
+            lines.append(f"No browser was opened: {reason}.")
+        lines.append("Open this URL in a browser to log in:")
+    lines += ["", f"    {url}", ""]
+    if not launching and environment.ssh:
+        lines += [
+            f"The login ends by sending the browser to {redirect_uri}, which reaches this",
+            "machine only through a tunnel. Before logging in, run on your own machine",
+            "(with the host name you use to reach this one):",
+            "",
+            f"    {_ssh_forward_command(environment, redirect_uri)}",
+            "",
+        ]
+        if not fixed_port:
+            lines.append(
+                "(A fixed port - port=, --port or FEDBEARER_CALLBACK_PORT - lets that "
+                "forward be set up once.)"
+            )
+    if not launching and pasting:
+        lead = "Or, without a tunnel" if environment.ssh else "If the browser is on another machine"
+        lines.append(
+            f"{lead}: when it shows an error page after the login, copy that page's "
+            "address, paste it here and press Enter."
+        )
+    wait_note = "" if timeout is None else f" (up to {timeout:.0f} s)"
+    lines.append(f"Waiting for the login to finish in the browser{wait_note}...")
+    return "\n".join(lines) + "\n"
+
+
 def authorize(
     client_id: str,
     federation_endpoint: str,
@@ -249,29 +311,40 @@ def authorize(
 ) -> Token:
     """Run one interactive login and return its token.
 
-    1. Start the loopback server on ``127.0.0.1`` (``port`` or a free one) *before* anything
-       is shown, so the redirect URI names the port actually bound (RFC 8252 §7.3).
+    1. Start the loopback server on ``127.0.0.1`` (``port``, else ``$FEDBEARER_CALLBACK_PORT``,
+       else a free one) *before* anything is shown, so the redirect URI names the port
+       actually bound (RFC 8252 §7.3).
     2. Build the authorization URL with a fresh ``state`` and PKCE S256 challenge
        (RFC 7636 §4), show it on ``writer`` (stderr by default) and log it with the state
        redacted.
-    3. Unless ``no_browser_open``, open the browser (``opener`` or :mod:`webbrowser`) on a
-       background thread; a failed launch only adds a hint to open the URL by hand.
-    4. Wait for a callback with our state; strays are answered and ignored. ``error=``
-       becomes :class:`~fedbearer.AuthorizationError`; an ``iss`` naming another server
+    3. Open the browser on a background thread: with ``opener`` when given, else as the
+       environment allows (:func:`~fedbearer._browser.choose_browser`: ``$BROWSER``
+       always; nothing over SSH or without a display; the Windows browser on WSL). Unless
+       ``no_browser_open``. A failed launch only adds a hint to open the URL by hand. Over
+       SSH without a browser, an ``ssh -L`` command for the callback port is shown.
+    4. Wait for a callback with our state; strays are answered and ignored. When standard
+       input is a terminal, the final redirect URL may also be pasted there
+       (:mod:`fedbearer._paste`); it passes the same checks. ``error=`` becomes
+       :class:`~fedbearer.AuthorizationError`; an ``iss`` naming another server
        (RFC 9207) ends the login.
     5. Exchange the code through a dedicated session.
 
     ``timeout`` (seconds, ``None`` for no limit) covers steps 4 and 5; when it passes,
     :class:`~fedbearer.LoginTimeoutError` is raised. On any outcome, Ctrl-C included, the
-    port is released and the server's threads are joined before this returns.
+    paste reader is stopped, the port is released and the server's threads are joined
+    before this returns.
     """
     # Imported here: http.server and friends are needed only while a login runs.
-    from ._browser import launch
+    from ._browser import choose_browser, launch
     from ._loopback import LoopbackServer
+    from ._paste import PasteReader, start_paste_reader
 
     check_client_id(client_id)
     timeout = check_timeout(timeout)
     federation = federation_for(federation_endpoint)
+    if port is None:
+        port = callback_port_from_env()
+    environment = detect_environment()
     out = writer if writer is not None else sys.stderr
     deadline = None if timeout is None else time.monotonic() + timeout
     state = new_state()
@@ -285,6 +358,7 @@ def authorize(
         federation=federation.endpoint,
     )
     redirect_uri = server.start()
+    paste: Optional[PasteReader] = None
     try:
         url = build_authorize_url(
             federation,
@@ -295,27 +369,57 @@ def authorize(
             federation_id=federation_id,
         )
         log.info("login: authorization URL %s", redact_url(url))
-        wait_note = "" if timeout is None else f" (up to {timeout:.0f} s)"
-        who = f" (profile {profile_name})" if profile_name else ""
-        action = (
-            "Open this URL in a browser to log in:"
-            if no_browser_open
-            else "Opening your browser. If it does not open, visit this URL:"
-        )
+        reason: Optional[str] = None
+        if no_browser_open:
+            use: Optional[Opener] = None
+        elif opener is not None:
+            use = opener
+        else:
+            choice = choose_browser(environment)
+            use, reason = choice.opener, choice.reason
+            if use is None:
+                log.info("login: no browser launched: %s", reason)
+        if environment.stdin_tty:
+            # Started before anything is shown, so the instructions offer it only if it runs.
+            paste = start_paste_reader(
+                server=server,
+                redirect_uri=redirect_uri,
+                state=state,
+                issuers=federation.issuers,
+                say=lambda text: _show(out, text),
+            )
         _show(
             out,
-            f"Logging in to {federation.endpoint}{who}.\n{action}\n\n    {url}\n\n"
-            f"Waiting for the login to finish in the browser{wait_note}...\n",
+            _instructions(
+                federation=federation,
+                profile_name=profile_name,
+                url=url,
+                redirect_uri=redirect_uri,
+                launching=use is not None,
+                reason=reason,
+                environment=environment,
+                pasting=paste is not None,
+                fixed_port=bool(port),
+                timeout=timeout,
+            ),
         )
-        if not no_browser_open:
+        if use is not None:
+            paste_note = (
+                " If that browser is on another machine, paste the address it ends on here."
+                if paste is not None
+                else ""
+            )
             launch(
                 url,
-                opener=opener,
-                on_failure=lambda reason: _show(
-                    out, f"Could not open a browser ({reason}); open the URL above by hand.\n"
+                opener=use,
+                on_failure=lambda why: _show(
+                    out,
+                    f"Could not open a browser ({why}); open the URL above by hand.{paste_note}\n",
                 ),
             )
         callback = server.wait(deadline)
+        if paste is not None:
+            paste.stop()  # the terminal is the user's again while the code is exchanged
         if callback.kind is CallbackKind.WRONG_ISSUER:
             server.finish(
                 server.failure(
@@ -370,4 +474,6 @@ def authorize(
         log.info("login: token obtained, expires %s", token.expiration)
         return token
     finally:
+        if paste is not None:
+            paste.stop()
         server.close()

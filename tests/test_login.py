@@ -146,6 +146,7 @@ def test_module_level_authorize_is_the_same_login(federation, browser):
 
 def test_success_and_failure_pages_carry_the_security_headers(federation, browser):
     bearer_for(federation, opener=browser).receiver().fetch()
+    assert browser.join(5)  # the login can end before the browser has read its page
     headers = {k.lower(): v for k, v in (browser.last_headers or {}).items()}
     assert headers["content-security-policy"].startswith("default-src 'none'")
     assert "script-src 'sha256-" in headers["content-security-policy"]
@@ -199,7 +200,7 @@ def test_stray_requests_do_not_end_the_login(federation, browser):
     assert federation.is_valid(token.token)
     statuses = [status for _, status in opener.strays]
     assert statuses == [404, 404, 400, 400, 400, 400, 400, 200, 405, 400]
-    assert browser.last_status == 200
+    assert browser.join(5) and browser.last_status == 200
     assert login_threads() == []
 
 
@@ -461,6 +462,7 @@ def test_nothing_secret_reaches_any_log_record_or_error(federation, browser, mon
     caplog.set_level(logging.DEBUG)  # root logger: ours, urllib3, requests, oauthlib
     out = io.StringIO()
     token = bearer_for(federation, opener=browser, writer=out).receiver().fetch()
+    assert browser.join(5) and browser.last_body
     federation.fail_next("invalid_grant")
     with pytest.raises(InvalidGrantError) as failed:
         bearer_for(federation, opener=ProgrammaticBrowser()).receiver().fetch()
