@@ -166,6 +166,38 @@ class FederationAuth(AuthBase):
         self._setup(bearer, refresh_margin=refresh_margin, hosts=hosts, cache=cache)
         return self
 
+    @classmethod
+    def from_nebius_profile(
+        cls,
+        profile: Optional[str] = None,
+        *,
+        client_id: str,
+        config_file: str = "~/.nebius/config.yaml",
+        **kwargs: Any,
+    ) -> FederationAuth:
+        """Build the adapter from a Nebius CLI profile with ``auth-type: federation``.
+
+        ``federation-endpoint`` and ``federation-id`` come from ``config_file``; the profile
+        is ``profile``, else ``$NEBIUS_PROFILE``, else the file's top-level ``default``, else
+        its only profile. The client id is not stored there, so the caller gives it. The
+        token is cached under that profile's name, as the Nebius CLI does. Other keyword
+        arguments are those of :class:`FederationAuth`. Reads the file now (it is
+        configuration, not a login) and raises :class:`~fedbearer.ConfigurationError`
+        naming the file and the problem.
+        """
+        from ._nebius_config import load_nebius_profile
+
+        if "profile" in kwargs:
+            raise ConfigurationError("pass the profile name as the first argument")
+        chosen = load_nebius_profile(profile, config_file)
+        return cls(
+            client_id,
+            chosen.federation_endpoint,
+            chosen.federation_id,
+            profile=chosen.name,
+            **kwargs,
+        )
+
     def _setup(
         self, bearer: Bearer, *, refresh_margin: Seconds, hosts: Optional[Iterable[str]], cache: Any
     ) -> None:

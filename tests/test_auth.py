@@ -499,3 +499,35 @@ def test_no_secret_in_any_log_record_over_login_renewal_and_resend(federation, a
     for secret in secrets:
         assert secret not in text
         assert secret not in repr(auth)
+
+
+# ---------------------------------------------------------------------------- Nebius profiles
+
+
+def test_from_nebius_profile_reads_endpoint_and_id_and_caches_under_the_profile(
+    federation, api, tmp_path, monkeypatch
+):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "default: other\n"
+        "profiles:\n"
+        "  other:\n"
+        "    auth-type: service-account\n"
+        "  work:\n"
+        "    auth-type: federation\n"
+        f"    federation-endpoint: {federation.endpoint}\n"
+        f"    federation-id: {federation.federation_id}\n"
+    )
+    monkeypatch.setenv("NEBIUS_PROFILE", "work")
+    auth = FederationAuth.from_nebius_profile(
+        client_id=federation.client_id,
+        config_file=str(config),
+        opener=ProgrammaticBrowser(),
+        writer=io.StringIO(),
+        cache=None,
+    )
+    assert auth.bearer.profile_name == "work"
+    assert auth.bearer.name == f"federation/{federation.endpoint}/test-federation/work"
+    assert session_with(auth).get(api.url).status_code == 200
+    with pytest.raises(ConfigurationError, match="federation"):
+        FederationAuth.from_nebius_profile("other", client_id="c", config_file=str(config))
