@@ -9,6 +9,7 @@ Across processes the token cache's login lock does the same.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -43,6 +44,10 @@ class _Default:
     """Marker for "the default token cache" (resolved at first use, not at construction)."""
 
     def __repr__(self) -> str:
+        return "DEFAULT_CACHE"
+
+    def __reduce__(self) -> str:
+        # Unpickles as the module's own marker, so identity checks keep working.
         return "DEFAULT_CACHE"
 
 
@@ -214,6 +219,10 @@ class FederationAuth(AuthBase):
         self._cache_setting = cache
         self._cache: Any = None
         self._lock = threading.Lock()
+        # Renewal attempts that failed, and the last failure: callers that were already
+        # waiting when an attempt failed share its error instead of each opening a browser.
+        self._failures = 0
+        self._last_error: Optional[FedbearerError] = None
         self._token: Optional[Token] = None
         self._header = ""
         # -inf: the first request always takes the renewal path.
@@ -228,6 +237,8 @@ class FederationAuth(AuthBase):
         state["_header"] = ""
         state["_renew_at"] = -math.inf
         state["_cache"] = None
+        state["_failures"] = 0
+        state["_last_error"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -333,7 +344,7 @@ class FederationAuth(AuthBase):
     def _cache_backend(self) -> Any:
         if self._cache is None:
             setting = self._cache_setting
-            if setting is DEFAULT_CACHE:
+            if isinstance(setting, _Default):
                 from ._cache import default_cache
 
                 self._cache = default_cache()
@@ -362,28 +373,41 @@ class FederationAuth(AuthBase):
         and returns. Order: the cache (another process may have renewed), the refresh
         token, then one interactive login under the cache's cross-process login lock.
         """
+        failures = self._failures
         with self._lock:
             current = self._token
             if self._usable(current, stale):
                 return
+            if self._failures != failures and self._last_error is not None:
+                # The attempt we queued behind failed: one attempt per need, so report it
+                # rather than start another login for the same need.
+                raise copy.copy(self._last_error).with_traceback(None)
             if rejected and current is not None and current.token == stale:
                 # The API rejected it: never send it again, even if renewal fails below.
                 self._token = None
                 self._header = ""
                 self._renew_at = -math.inf
-            cache = self._cache_backend()
-            key = self.bearer.name
-            cached = cache.get(key)
-            if self._usable(cached, stale):
-                log.debug("using the token found in the cache")
-                self._install(cached)
-                return
-            token = self._refreshed(current if current is not None else cached)
-            if token is None:
-                token = self._login(cache, key, stale)
-            if token is not cached:
-                cache.put(key, token)
-            self._install(token)
+            try:
+                self._obtain(current, stale)
+            except FedbearerError as exc:
+                self._failures += 1
+                self._last_error = copy.copy(exc)  # without the traceback and its frames
+                raise
+
+    def _obtain(self, current: Optional[Token], stale: Optional[str]) -> None:
+        cache = self._cache_backend()
+        key = self.bearer.name
+        cached = cache.get(key)
+        if self._usable(cached, stale):
+            log.debug("using the token found in the cache")
+            self._install(cached)
+            return
+        token = self._refreshed(current if current is not None else cached)
+        if token is None:
+            token = self._login(cache, key, stale)
+        if token is not cached:
+            cache.put(key, token)
+        self._install(token)
 
     def _refreshed(self, token: Optional[Token]) -> Optional[Token]:
         if token is None or not token.refresh_token:

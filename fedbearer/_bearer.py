@@ -48,7 +48,8 @@ class Bearer:
         no limit. Default :data:`~fedbearer._login.DEFAULT_LOGIN_TIMEOUT` (300 s).
     ``port``
         Fixed callback port (for ``ssh -L`` forwards or registered redirect URIs); default
-        a free port chosen by the system. A busy port is a :class:`~fedbearer.ConfigurationError`.
+        ``$FEDBEARER_CALLBACK_PORT`` when set, else a free port chosen by the system. A busy
+        port is a :class:`~fedbearer.ConfigurationError`.
     ``opener``
         Callable ``opener(url) -> bool | None`` used instead of :mod:`webbrowser` (tests,
         custom launchers). It runs on a background thread; returning False means "could not".

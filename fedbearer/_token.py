@@ -131,7 +131,9 @@ class Token:
     def to_dict(self) -> dict[str, Any]:
         """The reference cache form: ``{"token": str, "expires_at": int | None}``.
 
-        ``refresh_token`` is added only when present; the Nebius SDK ignores unknown keys.
+        ``refresh_token`` and ``issued_at`` (unix seconds) are added only when known; the
+        Nebius SDK ignores unknown keys. ``issued_at`` lets another process reading the
+        cache cap the refresh margin at half the lifetime too.
         """
         data: dict[str, Any] = {
             "token": self.token,
@@ -139,6 +141,8 @@ class Token:
         }
         if self.refresh_token:
             data["refresh_token"] = self.refresh_token
+        if self.issued_at is not None:
+            data["issued_at"] = int(self.issued_at.timestamp())
         return data
 
     @classmethod
@@ -165,7 +169,15 @@ class Token:
         refresh = data.get("refresh_token")
         if refresh is not None and not isinstance(refresh, str):
             raise TokenDataError("token data 'refresh_token' must be a string")
-        return cls(token, expiration, refresh_token=refresh)
+        issued = data.get("issued_at")
+        issued_at = None
+        # An unusable issued_at only costs the margin cap; it does not make the entry bad.
+        if isinstance(issued, (int, float)) and not isinstance(issued, bool):
+            try:
+                issued_at = datetime.fromtimestamp(issued, tz=timezone.utc)
+            except (OverflowError, OSError, ValueError):
+                issued_at = None
+        return cls(token, expiration, refresh_token=refresh, issued_at=issued_at)
 
 
 def _rebuild(

@@ -304,6 +304,34 @@ def test_64_concurrent_401s_cause_exactly_one_renewal(federation, api):
     assert federation.refreshes <= 1
 
 
+def test_threads_queued_behind_a_failed_login_share_its_error(federation, api):
+    federation.fail_next("deny")
+    auth = make_auth(federation)
+    outcomes: list[BaseException] = []
+
+    def call():
+        try:
+            session_with(auth).get(api.url)
+        except AuthorizationError as exc:
+            outcomes.append(exc)
+
+    assert _run_threads(8, call) == []
+    assert len(outcomes) == 8
+    assert federation.authorize_requests == 1  # one browser, not eight
+    # A later request is a new need and may try again.
+    assert session_with(auth).get(api.url).status_code == 200
+    assert federation.authorize_requests == 2
+
+
+def test_pickled_auth_with_the_default_cache_still_works(federation, api):
+    auth = FederationAuth(federation.client_id, federation.endpoint, "test-federation")
+    clone = pickle.loads(pickle.dumps(auth))
+    # The opener and writer are the caller's objects (an Event is not picklable); set after.
+    clone.bearer.opener = ProgrammaticBrowser()
+    clone.bearer.writer = io.StringIO()
+    assert session_with(clone).get(api.url).status_code == 200
+
+
 # ---------------------------------------------------------------------------- origins
 
 

@@ -78,6 +78,10 @@ def test_dict_round_trip_uses_the_reference_form():
     assert Token.from_dict({"token": "t", "expires_at": None}).expiration is None
     with_refresh = Token("t", None, refresh_token="r")
     assert Token.from_dict(with_refresh.to_dict()).refresh_token == "r"
+    issued = Token("t", utc(T0 + 60), issued_at=utc(T0))
+    assert issued.to_dict()["issued_at"] == int(T0)
+    assert Token.from_dict(issued.to_dict()).issued_at == utc(int(T0))
+    assert Token.from_dict({"token": "t", "expires_at": 5, "issued_at": "x"}).issued_at is None
 
 
 @pytest.mark.parametrize(
