@@ -1,0 +1,881 @@
+"""The token cache: where tokens live between processes, shared with the Nebius CLI and SDKs.
+
+The default, :class:`FileTokenCache`, is the reference's ``~/.nebius/credentials.yaml``::
+
+    tokens:
+      federation/<federation_endpoint>/<federation_id>/<profile>:
+        token: <access token>
+        expires_at: 1795821981          # unix seconds; null or 0 = no expiry
+        refresh_token: ...              # only when there is one; other tools ignore it
+
+Design in one paragraph (``docs/token_cache.rst`` has the reasoning): every read and write
+holds an exclusive ``flock`` on the cache file itself, as the Nebius Python SDK (portalocker)
+and the Go SDK/CLI (gofrs/flock) do. The file is rewritten **in place**, never replaced by
+rename, because the Go SDK blocks on a descriptor it opened before waiting and then reads and
+writes by path: after a rename it would work on the new file without holding its lock. Crash
+safety comes from a redo journal instead: the complete old and new contents are written to
+``<file>.fedbearer-journal`` (fsync, atomic rename) before the in-place write, and removed
+after it. Whoever next takes the lock finishes an interrupted write, but only when the file is
+still exactly what the interrupted write would have left. And because the Nebius Python SDK's
+data reaches the file only after it unlocks, a just-modified empty or unparsable file gets a
+moment to settle before it is believed.
+
+Every fault (missing, corrupt, unreadable, read-only, lock timeout) becomes a cache miss or a
+skipped write plus one :class:`TokenCacheWarning` per file and kind of fault: a cache must
+never be what breaks a login. Nothing here logs or raises a token or file content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
+
+from . import _clock
+from ._exceptions import TokenDataError
+from ._token import Token
+
+__all__ = [
+    "DEFAULT_CACHE_FILE",
+    "DEFAULT_LOCK_TIMEOUT",
+    "FileTokenCache",
+    "MemoryTokenCache",
+    "NoTokenCache",
+    "TokenCache",
+    "TokenCacheWarning",
+    "cache_key",
+    "default_cache",
+]
+
+#: The reference's cache file; ``~`` is expanded at each use, so ``$HOME`` changes apply.
+DEFAULT_CACHE_FILE = "~/.nebius/credentials.yaml"
+
+#: Seconds to wait for the cache file's lock: the reference's value. Holders keep it for
+#: milliseconds, so a longer wait means a stuck process, and a login beats waiting longer.
+DEFAULT_LOCK_TIMEOUT = 5.0
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_JOURNAL_SUFFIX = ".fedbearer-journal"
+_JOURNAL_MAGIC = b"fedbearer-journal 1\n"
+# Entry keys fedbearer owns; any other key in an entry belongs to someone else and survives.
+_TOKEN_KEYS = frozenset({"token", "expires_at", "refresh_token"})
+# Lock polling: start short (holders of the cache lock keep it for milliseconds), back off
+# so a long wait (a login in another process) costs little CPU.
+_POLL_FIRST = 0.002
+_POLL_MAX_CACHE = 0.05
+_POLL_MAX_LOGIN = 0.1
+# An empty or unparsable file modified less than _SETTLE_RECENT seconds ago may be another
+# writer's data still on its way (see _load); wait up to _SETTLE_WAIT seconds for it.
+_SETTLE_RECENT = 2.0
+_SETTLE_WAIT = 0.25
+
+
+class TokenCacheWarning(UserWarning):
+    """The token cache could not be used; the login goes on without it (see the message)."""
+
+
+def cache_key(federation_endpoint: str, federation_id: str, profile: str) -> str:
+    """The reference's key: ``federation/<endpoint>/<id>/<profile>``, strings exactly as given.
+
+    No normalisation (no scheme added, no trailing slash removed): the Nebius CLI and SDKs use
+    the configured strings verbatim, and the same token must be found under the same key.
+    """
+    return f"federation/{federation_endpoint}/{federation_id}/{profile}"
+
+
+@runtime_checkable
+class TokenCache(Protocol):
+    """What :class:`~fedbearer.FederationAuth` needs from a cache; implement it to plug your own.
+
+    Implementations must be safe to call from several threads, must not raise for storage
+    faults (warn and behave as a miss / skipped write instead), and must never log tokens.
+    """
+
+    def get(self, key: str) -> Optional[Token]:
+        """The token stored under ``key``, or ``None`` if there is none or it has expired.
+
+        "Expired" is ``Token.is_expired(margin=0)``: the caller applies its own refresh margin.
+        """
+        ...
+
+    def put(self, key: str, token: Token) -> None:
+        """Store ``token`` under ``key``, replacing what was there."""
+        ...
+
+    def remove(self, key: str) -> None:
+        """Forget ``key`` (no error when it is absent)."""
+        ...
+
+    def login_lock(self, key: str, timeout: Optional[float]) -> AbstractContextManager[bool]:
+        """Single-flight lock for logging in as ``key``, held for the ``with`` block.
+
+        Yields ``True`` when held, ``False`` when it is not: the wait ran out (``timeout``
+        seconds; ``None`` waits for ever, ``0`` tries once) or locking is unavailable. Either
+        way the caller should re-read the cache first; on ``False`` it decides whether to log
+        in unprotected. Leaving the block, normally or by an exception, releases the lock.
+        """
+        ...
+
+    def entries(self) -> list[tuple[str, Token]]:
+        """Every readable entry, expired ones included (for status displays)."""
+        ...
+
+
+# --------------------------------------------------------------------------- warnings
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(where: str, kind: str, message: str) -> None:
+    """One warning per file and kind of fault per process: a broken cache is worth knowing
+    about, but not on every request. Messages carry the path and the fault, never content."""
+    with _warned_lock:
+        if (where, kind) in _warned:
+            return
+        _warned.add((where, kind))
+    warnings.warn(message, TokenCacheWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """``stacklevel`` that points the warning at the first frame outside this module (and
+    contextlib, for ``login_lock``), whatever path inside the cache raised the fault."""
+    level, frame = 1, sys._getframe(1)
+    internal = (__file__, contextlib.__file__)
+    while frame.f_back is not None and frame.f_code.co_filename in internal:
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+class _Fault(Exception):
+    """An internal, secret-free reason the file cannot be used right now."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def _os_fault(exc: OSError) -> _Fault:
+    # strerror only: str(OSError) repeats the path, which the message already names.
+    if isinstance(exc, PermissionError):
+        return _Fault("permission", f"permission denied ({exc.strerror})")
+    if exc.errno is not None and exc.errno == getattr(os, "EROFS", None):
+        return _Fault("read-only", "read-only file system")
+    return _Fault("os-error", exc.strerror or type(exc).__name__)
+
+
+# --------------------------------------------------------------------------- file locking
+
+
+def _try_lock(fd: int) -> bool:
+    """One non-blocking attempt at the exclusive lock the reference takes.
+
+    portalocker is what the Nebius Python SDK uses (``fcntl.flock`` on POSIX, which is also
+    what gofrs/flock in the Go SDK uses), so all three exclude each other.
+    """
+    import portalocker
+
+    try:
+        portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+    except portalocker.AlreadyLocked:
+        return False
+    except portalocker.LockException as exc:
+        raise _Fault("lock-unsupported", "file locking failed on this file system") from exc
+    return True
+
+
+def _unlock_close(fd: int) -> None:
+    import portalocker
+
+    # Unlock explicitly: after a fork the child shares the open file description, and a
+    # close alone would keep the lock held for as long as the child lives.
+    with contextlib.suppress(Exception):
+        portalocker.unlock(fd)
+    os.close(fd)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _acquire(path: str, flags: int, timeout: Optional[float], poll_max: float) -> Optional[int]:
+    """Open ``path`` and take its exclusive lock; the locked fd, or ``None`` on timeout.
+
+    The file is reopened on every attempt and its identity re-checked once locked: another
+    tool may delete or replace the file while we wait (the Go SDK deletes an unreadable cache
+    file under its lock), and a lock on a file no longer at ``path`` protects nothing.
+    Raises ``FileNotFoundError`` when the file is absent and ``flags`` do not create it.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = _POLL_FIRST
+    while True:
+        # O_NONBLOCK: opening a FIFO put in the file's place must not hang; no effect on files.
+        fd = os.open(path, flags | _O_NONBLOCK, 0o600)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _Fault("not-regular", "is not a regular file")
+            locked = _try_lock(fd)
+            if locked and _same_file(fd, path):
+                return fd
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        if locked:
+            _unlock_close(fd)  # replaced while we waited: lock the file now at the path
+            delay = _POLL_FIRST
+        else:
+            os.close(fd)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            delay = min(delay, remaining)
+        time.sleep(delay)
+        delay = min(delay * 2, poll_max)
+
+
+# --------------------------------------------------------------------------- file contents
+
+
+def _read_fd(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_at_start(fd: int, data: bytes) -> None:
+    """Overwrite from offset 0 in as few system calls as possible (one, for a normal file)."""
+    pwrite = getattr(os, "pwrite", None)
+    if pwrite is None:  # Windows
+        os.lseek(fd, 0, os.SEEK_SET)
+        _write_all(fd, data)
+        return
+    view, offset = memoryview(data), 0
+    while offset < len(data):
+        offset += pwrite(fd, view[offset:], offset)
+
+
+def _fsync_dir(directory: str) -> None:
+    # Makes a rename durable on POSIX; not possible (nor needed) everywhere, hence best effort.
+    if os.name == "nt":
+        return
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _parse(data: bytes) -> dict[Any, Any]:
+    """The YAML document as a dict; empty/blank → ``{}``; raises ``_Fault`` when unusable."""
+    if not data.strip():
+        return {}
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(data, Loader=loader)  # noqa: S506 - a SafeLoader, chosen above
+    except Exception:
+        # Never the parser's message: it quotes the offending line, which may be a token.
+        raise _Fault("corrupt", "is not valid YAML") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise _Fault("corrupt", "does not hold a YAML mapping")
+    tokens = doc.get("tokens")
+    if tokens is not None and not isinstance(tokens, dict):
+        raise _Fault("corrupt", "has a 'tokens' entry that is not a mapping")
+    return doc
+
+
+def _dump(doc: dict[Any, Any]) -> bytes:
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text: str = yaml.dump(
+        doc, Dumper=dumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+    )
+    return text.encode("utf-8")
+
+
+def _entry_is_live(entry: object, now: float) -> bool:
+    """Whether a rewrite keeps this entry: the reference's rule plus readability.
+
+    Expired entries go (the reference drops them on every rewrite). So do entries the Nebius
+    Python SDK could not read (not a mapping, empty/non-string token, non-integer
+    ``expires_at``): one of them makes it reject the *whole* file, and the Go SDK deletes such
+    a file, so keeping them would break the other tools for every profile.
+    """
+    if not isinstance(entry, dict):
+        return False
+    token = entry.get("token")
+    if not isinstance(token, str) or not token:
+        return False
+    expires_at = entry.get("expires_at")
+    if expires_at is None:
+        return True
+    if not isinstance(expires_at, int) or isinstance(expires_at, bool):
+        return False
+    return expires_at == 0 or now < expires_at  # 0 means "no expiry", as null does
+
+
+def _token_from_entry(entry: object) -> Token:
+    if not isinstance(entry, dict):
+        raise TokenDataError("token data must be a mapping")
+    return Token.from_dict(entry)
+
+
+# --------------------------------------------------------------------------- journal
+#
+# Journal file layout (private to fedbearer): MAGIC, then b"<len(base)> <len(new)>\n", then
+# base, then new. ``base`` is the file as read under the lock, ``new`` what replaces it. The
+# journal only ever appears complete (written to a temp name, fsynced, renamed).
+
+
+def _journal_paths(path: str) -> tuple[str, str]:
+    # realpath: a symlinked cache file and its target must find the same journal.
+    real = os.path.realpath(path)
+    journal = real + _JOURNAL_SUFFIX
+    return journal, journal + ".tmp"
+
+
+def _padded(base: bytes, new: bytes) -> bytes:
+    """``new`` padded with newlines to at least ``len(base)``.
+
+    One write then covers every old byte, so a crash between the write and the truncate
+    leaves ``new`` plus blank lines, a valid file even for tools that know no journal.
+    """
+    return new + b"\n" * max(0, len(base) - len(new))
+
+
+def _read_journal(journal: str) -> Optional[tuple[bytes, bytes]]:
+    try:
+        with open(journal, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return None
+    if not raw.startswith(_JOURNAL_MAGIC):
+        return None
+    header, sep, rest = raw[len(_JOURNAL_MAGIC) :].partition(b"\n")
+    try:
+        base_len, new_len = (int(part) for part in header.split(b" "))
+    except ValueError:
+        return None
+    if not sep or base_len < 0 or new_len < 0 or len(rest) != base_len + new_len:
+        return None
+    return rest[:base_len], rest[base_len:]
+
+
+def _left_by_interrupted_write(current: bytes, base: bytes, new: bytes) -> bool:
+    """Whether ``current`` is exactly what our write of ``new`` over ``base`` could leave.
+
+    A write stopped after ``m`` bytes leaves ``padded[:m] + base[m:]`` (``m = 0``: nothing
+    happened; ``m = len(padded)``: written, not yet truncated). Anything else means another
+    tool rewrote the file since, and its content wins over our unfinished write.
+    """
+    padded = _padded(base, new)
+    m = 0
+    limit = min(len(current), len(padded))
+    while m < limit and current[m] == padded[m]:
+        m += 1
+    return current == padded[:m] + base[m:] or current == padded
+
+
+def _recover(fd: int, path: str, current: bytes, writable: bool) -> bytes:
+    """Finish or discard an interrupted fedbearer write; the content to use from now on.
+
+    Called with the lock held. Rolls forward when the file is what the interrupted write
+    would have left (torn or untouched), otherwise drops the stale journal. With a read-only
+    descriptor the repair is left to the next writer and the answer computed in memory.
+    """
+    journal, _tmp = _journal_paths(path)
+    try:
+        record = _read_journal(journal)
+    except OSError:
+        return current  # an unreadable journal cannot help; the file is still the truth
+    if record is None:
+        if writable and os.path.lexists(journal):
+            with contextlib.suppress(OSError):
+                os.unlink(journal)  # malformed: cannot be ours complete, so it is junk
+        return current
+    base, new = record
+    finished = current.rstrip(b"\n") == new.rstrip(b"\n")
+    if finished or not _left_by_interrupted_write(current, base, new):
+        result = current
+    elif writable:
+        _write_at_start(fd, _padded(current, new))
+        os.ftruncate(fd, len(new))
+        os.fsync(fd)
+        result = new
+    else:
+        return new
+    if writable:
+        with contextlib.suppress(OSError):
+            os.unlink(journal)
+    return result
+
+
+def _commit(fd: int, path: str, base: bytes, new: bytes) -> None:
+    """Replace the locked file's content ``base`` by ``new``, crash-safely, in place."""
+    journal, tmp = _journal_paths(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # under the lock, any temp journal is a crashed writer's leftover
+    try:
+        tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+        try:
+            _write_all(tfd, _JOURNAL_MAGIC + b"%d %d\n" % (len(base), len(new)) + base + new)
+            os.fsync(tfd)
+        finally:
+            os.close(tfd)
+        os.replace(tmp, journal)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(os.path.dirname(journal))
+    try:
+        _write_at_start(fd, _padded(base, new))
+        os.ftruncate(fd, len(new))
+        os.fsync(fd)
+    except OSError:
+        # Put the old content back if we can (its blocks are allocated, so even a full disk
+        # usually allows it); if not, the journal lets the next lock holder finish the job.
+        with contextlib.suppress(OSError):
+            _write_at_start(fd, base)
+            os.ftruncate(fd, len(base))
+            os.fsync(fd)
+            os.unlink(journal)
+        raise
+    # The write is done; a journal that cannot be removed is found "finished" and removed
+    # by the next lock holder, so failing here must not report the write as lost.
+    with contextlib.suppress(OSError):
+        os.unlink(journal)
+
+
+def _try_parse(data: bytes) -> Union[dict[Any, Any], _Fault]:
+    try:
+        return _parse(data)
+    except _Fault as fault:
+        return fault
+
+
+def _load(
+    fd: int, path: str, writable: bool, settle: bool = True
+) -> tuple[bytes, Union[dict[Any, Any], _Fault]]:
+    """The locked file's content and its parse, after two kinds of repair.
+
+    First an interrupted fedbearer write is finished (see :func:`_recover`). Then a file that
+    is empty or unparsable *and* was modified a moment ago gets a short while to settle: the
+    Nebius Python SDK releases its lock before its data reaches the file (portalocker unlocks,
+    then ``close()`` flushes the buffered YAML), so the lock can be ours while the file is
+    still truncated. Believing it would make us drop every entry, and its late flush would
+    then land on top of our write. ``settle=False`` for a file we have just created.
+    """
+    data = _recover(fd, path, _read_fd(fd), writable)
+    parsed = _try_parse(data)
+    if (isinstance(parsed, dict) and data.strip()) or not settle or not _modified_lately(fd):
+        return data, parsed
+    deadline = time.monotonic() + _SETTLE_WAIT
+    delay = _POLL_FIRST
+    while time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+        again = _read_fd(fd)
+        if again != data:
+            data, parsed = again, _try_parse(again)
+            if isinstance(parsed, dict) and data.strip():
+                break
+    return data, parsed
+
+
+def _create_new(path: str) -> bool:
+    """Create ``path`` empty (mode 0600) if it does not exist; whether we created it."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _modified_lately(fd: int) -> bool:
+    return time.time() - os.fstat(fd).st_mtime < _SETTLE_RECENT
+
+
+# --------------------------------------------------------------------------- FileTokenCache
+
+
+class FileTokenCache:
+    """Tokens in a YAML file shared with the Nebius CLI and SDKs (default
+    ``~/.nebius/credentials.yaml``).
+
+    ``path`` is expanded (``~``) and made absolute at each use, never at construction: the
+    constructor does no I/O. ``lock_timeout`` bounds each wait for the file's lock (``None``
+    waits for ever). Directories are created with ``dir_mode`` (0700 by default: stricter
+    than the reference's 0750, since they hold credentials) and the file with 0600; an
+    existing file's mode is never changed.
+
+    Faults never raise: they emit one :class:`TokenCacheWarning` per file and kind of fault
+    and behave as a cache miss or a skipped write.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, os.PathLike[str], None] = None,
+        *,
+        lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT,
+        dir_mode: int = 0o700,
+    ) -> None:
+        if lock_timeout is not None and lock_timeout < 0:
+            raise ValueError("lock_timeout must not be negative")
+        # Settings are fixed at construction (read-only properties below); the file is not.
+        self._path = DEFAULT_CACHE_FILE if path is None else os.fspath(path)
+        self._lock_timeout = lock_timeout
+        self._dir_mode = dir_mode
+
+    def __repr__(self) -> str:
+        return f"FileTokenCache({self._path!r}, lock_timeout={self._lock_timeout!r})"
+
+    @property
+    def lock_timeout(self) -> Optional[float]:
+        """Seconds each read or write waits for the file's lock (``None``: no limit)."""
+        return self._lock_timeout
+
+    @property
+    def dir_mode(self) -> int:
+        """Mode of directories this cache creates."""
+        return self._dir_mode
+
+    @property
+    def path(self) -> str:
+        """The cache file as it resolves now (``~`` expanded, absolute)."""
+        return os.path.abspath(os.path.expanduser(self._path))
+
+    # -- reads
+
+    def get(self, key: str) -> Optional[Token]:
+        """The unexpired token under ``key``; ``None`` when absent, expired or unreadable.
+
+        Touches the file only (no write) unless an interrupted write must be finished.
+        """
+        tokens = self._read_tokens()
+        if tokens is None or key not in tokens:
+            return None
+        try:
+            token = _token_from_entry(tokens[key])
+        except TokenDataError:
+            self._warn("bad-entry", "has an unreadable entry for this login", "ignoring it")
+            return None
+        return None if token.is_expired(margin=0) else token
+
+    def entries(self) -> list[tuple[str, Token]]:
+        """All readable entries in file order, expired ones included; unreadable ones skipped."""
+        tokens = self._read_tokens()
+        result = []
+        for key, entry in (tokens or {}).items():
+            if isinstance(key, str):
+                with contextlib.suppress(TokenDataError):
+                    result.append((key, _token_from_entry(entry)))
+        return result
+
+    def _read_tokens(self) -> Optional[dict[Any, Any]]:
+        path = self.path
+        try:
+            fd, writable = self._lock_for_read(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._fail_read(_os_fault(exc))
+            return None
+        except _Fault as fault:
+            self._fail_read(fault)
+            return None
+        try:
+            _data, doc = _load(fd, path, writable)
+            if isinstance(doc, _Fault):
+                raise doc
+        except OSError as exc:
+            self._fail_read(_os_fault(exc))
+            return None
+        except _Fault as fault:
+            self._fail_read(fault)
+            return None
+        finally:
+            _unlock_close(fd)
+        tokens = doc.get("tokens")
+        return tokens if isinstance(tokens, dict) else {}
+
+    def _lock_for_read(self, path: str) -> tuple[int, bool]:
+        """The locked fd and whether it is writable.
+
+        Read-only (so a read-only file still reads) unless an interrupted write left a
+        journal: then writable if we may, so the reader finishes the write for everyone.
+        """
+        journal, _tmp = _journal_paths(path)
+        if os.path.lexists(journal):
+            with contextlib.suppress(PermissionError):
+                return self._lock(path, os.O_RDWR), True
+        return self._lock(path, os.O_RDONLY), False
+
+    def _fail_read(self, fault: _Fault) -> None:
+        self._warn(fault.kind, fault.reason, "continuing without the cached token")
+
+    # -- writes
+
+    def put(self, key: str, token: Token) -> None:
+        """Store ``token`` under ``key``, keeping every other entry and unknown key.
+
+        Unknown keys inside the existing entry for ``key`` are kept too; ``token``,
+        ``expires_at`` and ``refresh_token`` are replaced as a whole (a new access token
+        never inherits the old refresh token). Expired and unreadable entries are dropped.
+        """
+
+        def apply(tokens: dict[Any, Any]) -> bool:
+            old = tokens.get(key)
+            extra = {}
+            if isinstance(old, dict):
+                extra = {k: v for k, v in old.items() if k not in _TOKEN_KEYS}
+            tokens[key] = {**token.to_dict(), **extra}
+            return True
+
+        self._update(apply, create=True)
+
+    def remove(self, key: str) -> None:
+        """Delete ``key``'s entry; the file is rewritten only if the entry was there."""
+
+        def apply(tokens: dict[Any, Any]) -> bool:
+            if key not in tokens:
+                return False
+            del tokens[key]
+            return True
+
+        self._update(apply, create=False)
+
+    def _update(self, apply: Callable[[dict[Any, Any]], bool], create: bool) -> None:
+        path = self.path
+        try:
+            if create:
+                # makedirs applies the mode to the directory it creates, never to existing ones.
+                os.makedirs(os.path.dirname(path), mode=self._dir_mode, exist_ok=True)
+            created = create and _create_new(path)
+            flags = os.O_RDWR | (os.O_CREAT if create else 0)
+            fd = self._lock(path, flags)
+        except FileNotFoundError:
+            if create:
+                self._fail_write(_Fault("missing-dir", "cannot be created"))
+            return
+        except OSError as exc:
+            self._fail_write(_os_fault(exc))
+            return
+        except _Fault as fault:
+            self._fail_write(fault)
+            return
+        try:
+            # A file we just created is empty because it is new, not because a writer's data
+            # is still on its way: no need to wait for it to settle.
+            base, doc = _load(fd, path, writable=True, settle=not created)
+            if isinstance(doc, _Fault):
+                # Unusable content cannot be merged; replacing it is the repair.
+                self._warn(doc.kind, doc.reason, "it will be rewritten")
+                doc = {}
+            tokens = doc.get("tokens")
+            if not isinstance(tokens, dict):
+                tokens = {}
+            if not apply(tokens):
+                return
+            now = _clock.now()
+            doc["tokens"] = {k: v for k, v in tokens.items() if _entry_is_live(v, now)}
+            new = _dump(doc)
+            if new != base:
+                _commit(fd, path, base, new)
+        except OSError as exc:
+            self._fail_write(_os_fault(exc))
+        except _Fault as fault:
+            self._fail_write(fault)
+        finally:
+            _unlock_close(fd)
+
+    def _fail_write(self, fault: _Fault) -> None:
+        self._warn(fault.kind, fault.reason, "the token was not saved to it")
+
+    # -- locks
+
+    def _lock(self, path: str, flags: int) -> int:
+        fd = _acquire(path, flags | _O_CLOEXEC, self.lock_timeout, _POLL_MAX_CACHE)
+        if fd is None:
+            raise _Fault(
+                "lock-timeout", f"stayed locked by another process for {self.lock_timeout} s"
+            )
+        return fd
+
+    def login_lock(self, key: str, timeout: Optional[float]) -> AbstractContextManager[bool]:
+        """Cross-process single-flight lock for logging in as ``key`` (see :class:`TokenCache`).
+
+        A per-key file ``.fedbearer-login-<sha256(key)[:16]>.lock`` beside the cache file,
+        locked with ``flock``: the kernel releases it when the holder exits or dies, so a
+        crashed login never blocks the others. Lock files are left in place on purpose:
+        deleting a lock file lets two processes lock two different files of the same name.
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must not be negative")
+        return self._login_lock(key, timeout)
+
+    @contextlib.contextmanager
+    def _login_lock(self, key: str, timeout: Optional[float]) -> Iterator[bool]:
+        path = self.path
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+        lock_path = os.path.join(os.path.dirname(path), f".fedbearer-login-{digest}.lock")
+        fd: Optional[int] = None
+        try:
+            os.makedirs(os.path.dirname(path), mode=self._dir_mode, exist_ok=True)
+            fd = _acquire(lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, timeout, _POLL_MAX_LOGIN)
+        except OSError as exc:
+            fault = _os_fault(exc)
+            self._warn(
+                "login-" + fault.kind,
+                f"login lock failed: {fault.reason}",
+                "logging in without waiting for other processes",
+            )
+        except _Fault as fault:
+            self._warn(
+                "login-" + fault.kind,
+                f"login lock failed: {fault.reason}",
+                "logging in without waiting for other processes",
+            )
+        if fd is None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            _unlock_close(fd)
+
+    def _warn(self, kind: str, reason: str, consequence: str) -> None:
+        path = self.path
+        # Keyed by consequence too: "could not read" and "could not save" are both news.
+        _warn_once(
+            path, f"{kind}: {consequence}", f"fedbearer token cache {path}: {reason}; {consequence}"
+        )
+
+
+# --------------------------------------------------------------------------- other caches
+
+
+class MemoryTokenCache:
+    """Tokens in this process's memory only; ``login_lock`` is a per-key thread lock.
+
+    For tests, short-lived tools, or machines where no token may touch the disk. Pickling
+    keeps the tokens and recreates the locks.
+    """
+
+    def __init__(self) -> None:
+        self._setup({})
+
+    def _setup(self, tokens: dict[str, Token]) -> None:
+        self._tokens = tokens
+        self._lock = threading.Lock()
+        self._login_locks: dict[str, threading.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"<MemoryTokenCache: {len(self._tokens)} token(s)>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {"tokens": dict(self._tokens)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._setup(dict(state["tokens"]))  # fresh locks: locks do not pickle
+
+    def get(self, key: str) -> Optional[Token]:
+        """The unexpired token under ``key``, else ``None``."""
+        with self._lock:
+            token = self._tokens.get(key)
+        return None if token is None or token.is_expired(margin=0) else token
+
+    def put(self, key: str, token: Token) -> None:
+        """Store ``token`` under ``key``."""
+        with self._lock:
+            self._tokens[key] = token
+
+    def remove(self, key: str) -> None:
+        """Forget ``key``."""
+        with self._lock:
+            self._tokens.pop(key, None)
+
+    def entries(self) -> list[tuple[str, Token]]:
+        """All stored tokens, expired ones included."""
+        with self._lock:
+            return list(self._tokens.items())
+
+    def login_lock(self, key: str, timeout: Optional[float]) -> AbstractContextManager[bool]:
+        """A per-key :class:`threading.Lock` (this process only); see :class:`TokenCache`."""
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must not be negative")
+        with self._lock:
+            lock = self._login_locks.setdefault(key, threading.Lock())
+        return _held(lock, timeout)
+
+
+@contextlib.contextmanager
+def _held(lock: threading.Lock, timeout: Optional[float]) -> Iterator[bool]:
+    acquired = lock.acquire(timeout=-1 if timeout is None else timeout)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            lock.release()
+
+
+class NoTokenCache:
+    """Stores nothing: every process logs in for itself, and nothing outlives it."""
+
+    def __repr__(self) -> str:
+        return "NoTokenCache()"
+
+    def get(self, key: str) -> Optional[Token]:
+        """Always ``None``."""
+        return None
+
+    def put(self, key: str, token: Token) -> None:
+        """Does nothing."""
+
+    def remove(self, key: str) -> None:
+        """Does nothing."""
+
+    def entries(self) -> list[tuple[str, Token]]:
+        """Always empty."""
+        return []
+
+    def login_lock(self, key: str, timeout: Optional[float]) -> AbstractContextManager[bool]:
+        """Yields ``True`` at once: with nothing shared there is nothing to wait for."""
+        return contextlib.nullcontext(True)
+
+
+def default_cache() -> FileTokenCache:
+    """The cache shared with the Nebius CLI and SDKs: ``~/.nebius/credentials.yaml``."""
+    return FileTokenCache()
