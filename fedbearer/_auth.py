@@ -10,6 +10,7 @@ Across processes the token cache's login lock does the same.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import threading
@@ -65,6 +66,23 @@ def _origin_of(url: str) -> str:
     if not netloc.endswith("]") and ":" in netloc:
         return f"{scheme}://{netloc}"
     return f"{scheme}://{netloc}:{_DEFAULT_PORTS.get(scheme, '')}"
+
+
+@functools.lru_cache(maxsize=32)
+def _origin_prefixes(origins: frozenset[str]) -> tuple[str, ...]:
+    """URL prefixes that certainly belong to one of ``origins`` (``scheme://host[:port]/``).
+
+    A prepared URL that starts with one of them has that origin; one that does not may still
+    have it (user info, an explicit default port) and goes through :func:`_origin_of`.
+    """
+    prefixes = []
+    for origin in origins:
+        prefixes.append(origin + "/")
+        scheme, _, netloc = origin.partition("://")
+        default = f":{_DEFAULT_PORTS.get(scheme)}"
+        if netloc.endswith(default):
+            prefixes.append(f"{scheme}://{netloc[: -len(default)]}/")
+    return tuple(prefixes)
 
 
 def _parse_hosts(hosts: Optional[Iterable[str]]) -> Optional[frozenset[str]]:
@@ -265,18 +283,23 @@ class FederationAuth(AuthBase):
     # ------------------------------------------------------------------ the hot path
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self.hosts is not None and _origin_of(r.url or "") not in self.hosts:
-            return r
+        hosts = self.hosts
+        if hosts is not None:
+            url = r.url or ""
+            # A prefix test first: most requests go to a configured host, and
+            # str.startswith is several times cheaper than working out the origin.
+            if not url.startswith(_origin_prefixes(hosts)) and _origin_of(url) not in hosts:
+                return r
         if _clock.now() >= self._renew_at:
             self._renew(self._token.token if self._token is not None else None)
         header = self._header
         r.headers["Authorization"] = header
-        handle_401 = self._handle_401
         resent = [False]  # per request: redirect hops share this hook, not the instance
 
         def on_response(response: requests.Response, **kwargs: Any) -> requests.Response:
             if response.status_code in REFRESH_STATUSES:
-                return handle_401(response, header, resent, kwargs)
+                # Looked up at 401 time, not per request: nothing to bind on the hot path.
+                return self._handle_401(response, header, resent, kwargs)
             return response
 
         r.hooks["response"].append(on_response)
@@ -404,9 +427,11 @@ class FederationAuth(AuthBase):
             return
         token = self._refreshed(current if current is not None else cached)
         if token is None:
-            token = self._login(cache, key, stale)
-        if token is not cached:
-            cache.put(key, token)
+            token, from_cache = self._login(cache, key, stale)
+            if from_cache:  # another process logged in and wrote it; nothing to write
+                self._install(token)
+                return
+        cache.put(key, token)
         self._install(token)
 
     def _refreshed(self, token: Optional[Token]) -> Optional[Token]:
@@ -421,15 +446,17 @@ class FederationAuth(AuthBase):
         log.debug("token renewed with the refresh token")
         return new
 
-    def _login(self, cache: Any, key: str, stale: Optional[str]) -> Token:
-        """One interactive login, unless another process finishes one while we wait."""
+    def _login(self, cache: Any, key: str, stale: Optional[str]) -> tuple[Token, bool]:
+        """One interactive login, unless another process finishes one while we wait.
+
+        Returns the token and whether it came from the cache.
+        """
         with cache.login_lock(key, self.bearer.timeout) as acquired:
             if not acquired:
                 log.info("waited for another process's login without result; logging in here")
             # Another process may have logged in while we waited for its lock.
             cached = cache.get(key)
-            if self._usable(cached, stale):
+            if cached is not None and self._usable(cached, stale):
                 log.debug("another process logged in; using its token")
-                assert cached is not None
-                return cached  # type: ignore[no-any-return]
-            return self.bearer.receiver().fetch()
+                return cached, True
+            return self.bearer.receiver().fetch(), False
