@@ -101,9 +101,10 @@ class TokenCache(Protocol):
     """
 
     def get(self, key: str) -> Optional[Token]:
-        """The token stored under ``key``, or ``None`` if there is none or it has expired.
+        """The token stored under ``key``, expired or not; ``None`` if there is none.
 
-        "Expired" is ``Token.is_expired(margin=0)``: the caller applies its own refresh margin.
+        Expired tokens are returned because their refresh token may still renew them; the
+        caller decides what is usable (with its own refresh margin).
         """
         ...
 
@@ -579,7 +580,7 @@ class FileTokenCache:
     # -- reads
 
     def get(self, key: str) -> Optional[Token]:
-        """The unexpired token under ``key``; ``None`` when absent, expired or unreadable.
+        """The token under ``key``, expired or not; ``None`` when absent or unreadable.
 
         Touches the file only (no write) unless an interrupted write must be finished.
         """
@@ -591,7 +592,7 @@ class FileTokenCache:
         except TokenDataError:
             self._warn("bad-entry", "has an unreadable entry for this login", "ignoring it")
             return None
-        return None if token.is_expired(margin=0) else token
+        return token
 
     def entries(self) -> list[tuple[str, Token]]:
         """All readable entries in file order, expired ones included; unreadable ones skipped."""
@@ -812,10 +813,9 @@ class MemoryTokenCache:
         self._setup(dict(state["tokens"]))  # fresh locks: locks do not pickle
 
     def get(self, key: str) -> Optional[Token]:
-        """The unexpired token under ``key``, else ``None``."""
+        """The token under ``key``, expired or not, else ``None``."""
         with self._lock:
-            token = self._tokens.get(key)
-        return None if token is None or token.is_expired(margin=0) else token
+            return self._tokens.get(key)
 
     def put(self, key: str, token: Token) -> None:
         """Store ``token`` under ``key``."""

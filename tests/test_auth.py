@@ -164,6 +164,19 @@ def test_without_refresh_token_expiry_means_a_new_login(clock):
         assert fed.logins == 2 and fed.refreshes == 0
 
 
+def test_expired_cached_token_is_renewed_by_its_refresh_token_without_a_browser(
+    federation, api, clock, tmp_path
+):
+    from fedbearer import FileTokenCache
+
+    cache = FileTokenCache(tmp_path / "credentials.yaml")
+    session_with(make_auth(federation, cache=cache)).get(api.url)
+    clock[0] = T0 + 5 * 3600  # a cron job, hours later, in a new process
+    later = make_auth(federation, cache=cache, interactive=False)
+    assert session_with(later).get(api.url).status_code == 200
+    assert federation.refreshes == 1 and federation.logins == 1
+
+
 # ---------------------------------------------------------------------------- 401
 
 

@@ -198,29 +198,28 @@ def test_token_without_expiry_is_stored_as_null_and_read_back(cache, path):
     assert cache.get(KEY) == Token(SECRET, None)
 
 
-def test_get_returns_none_for_an_expired_entry_but_not_for_one_near_expiry(cache, path):
+def test_get_returns_expired_entries_too_for_their_refresh_token(cache, path):
     now = int(time.time())
     write_yaml(
         path,
         {
             "tokens": {
-                "old": {"token": "a", "expires_at": now - 1},
+                "old": {"token": "a", "expires_at": now - 1, "refresh_token": "r"},
                 "soon": {"token": "b", "expires_at": now + 5},
             }
         },
     )
-    assert cache.get("old") is None
+    old = cache.get("old")
+    assert old.token == "a" and old.refresh_token == "r" and old.is_expired(margin=0)
     assert cache.get("soon").token == "b"  # the refresh margin is the caller's business
     assert cache.get("absent") is None
 
 
-def test_get_and_entries_use_the_frozen_clock(cache, path, monkeypatch):
+def test_get_and_entries_return_expired_entries(cache, path, monkeypatch):
     write_yaml(path, {"tokens": {KEY: {"token": "a", "expires_at": 2000}}})
-    monkeypatch.setattr(fedbearer._clock, "now", lambda: 1999.0)
-    assert cache.get(KEY).token == "a"
     monkeypatch.setattr(fedbearer._clock, "now", lambda: 2000.0)
-    assert cache.get(KEY) is None
-    assert [k for k, _ in cache.entries()] == [KEY]  # entries() lists expired ones too
+    assert cache.get(KEY).token == "a"
+    assert [k for k, _ in cache.entries()] == [KEY]
 
 
 def test_unknown_top_level_and_entry_keys_survive_a_rewrite(cache, path):
@@ -306,7 +305,7 @@ def test_get_never_writes(cache, path):
     now = int(time.time())
     write_yaml(path, {"tokens": {"expired": {"token": "a", "expires_at": now - 10}}})
     before = path.read_bytes()
-    assert cache.get("expired") is None
+    assert cache.get("expired").token == "a"
     assert cache.get("absent") is None
     assert path.read_bytes() == before
 
@@ -901,7 +900,7 @@ def test_memory_cache_round_trip_expiry_and_entries(monkeypatch):
     mem.put(KEY, tok())
     mem.put("old", Token("o", datetime(2000, 1, 1, tzinfo=timezone.utc)))
     assert mem.get(KEY) == tok()
-    assert mem.get("old") is None
+    assert mem.get("old").token == "o"  # expired, still returned for its refresh token
     assert sorted(k for k, _ in mem.entries()) == [KEY, "old"]
     mem.remove(KEY)
     mem.remove("never-there")
