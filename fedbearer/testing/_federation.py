@@ -492,6 +492,15 @@ class LocalFederation:
             self._rotated.update(dict.fromkeys(self._refresh, "revoked"))
             self._refresh.clear()
 
+    def revoke_access_tokens(self) -> None:
+        """Invalidate every access token issued so far; refresh tokens stay usable.
+
+        As when access tokens expire early or a resource server stops accepting them: the
+        next API call gets 401 and a client with a refresh token renews without a login.
+        """
+        with self._lock:
+            self._access.clear()
+
     # -- fault injection -----------------------------------------------------------------
 
     def fail_next(
