@@ -102,6 +102,28 @@ class Navigation:
 
 
 @dataclass
+@dataclass
+class ConsoleEntry:
+    """One console message, with the URL of the document that logged it."""
+
+    type: str  # "error", "warning", "log", ...
+    text: str
+    url: str  # the document's URL without query ("" when Chromium gave none)
+
+
+@dataclass
+class TabVisit:
+    """A URL a script opened in a tab of its own (:meth:`ScriptContext.visit`)."""
+
+    url: str  # as requested, query included
+    status: Optional[int]  # None when no HTTP response arrived (e.g. connection refused)
+    headers: dict[str, str]  # lower-case names
+    text: str  # document.body.innerText
+    title: str
+    error: Optional[str] = None  # the navigation's failure, e.g. "net::ERR_CONNECTION_REFUSED"
+
+
+@dataclass
 class BrowserResult:
     """What the real browser did and showed for one URL."""
 
@@ -113,7 +135,13 @@ class BrowserResult:
     html: str = ""
     title: str = ""
     blocked: list[str] = field(default_factory=list)  # non-loopback requests aborted
-    console: list[str] = field(default_factory=list)
+    # Non-loopback requests seen in a run with ``intercept=False`` (nothing aborts them there,
+    # only the host resolver rules; a test asserts this stays empty).
+    external: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)  # "type: text", every document
+    console_entries: list[ConsoleEntry] = field(default_factory=list)  # the same, with URLs
+    page_errors: list[str] = field(default_factory=list)  # uncaught script exceptions
+    visits: list[TabVisit] = field(default_factory=list)  # ScriptContext.visit(), in order
     error: Optional[str] = None  # the script's failure, if any (e.g. a navigation timeout)
     closed_itself: Optional[bool] = None  # after `linger`: did the page close itself?
     screenshot: Optional[Path] = None
@@ -144,6 +172,15 @@ class BrowserResult:
     def navigations_to(self, origin: str) -> list[Navigation]:
         return [n for n in self.navigations if origin_of(n.url) == origin.rstrip("/")]
 
+    def console_errors(self, origin: Optional[str] = None) -> list[ConsoleEntry]:
+        """Console errors (CSP violations among them), optionally only those logged by
+        documents of ``origin``."""
+        return [
+            e
+            for e in self.console_entries
+            if e.type == "error" and (origin is None or origin_of(e.url) == origin.rstrip("/"))
+        ]
+
     def raise_for_error(self) -> BrowserResult:
         if self.error:
             raise BrowserScriptError(f"browser script {self.script!r} failed: {self.error}")
@@ -155,14 +192,34 @@ class BrowserScriptError(AssertionError):
 
 
 class BrowserRun:
-    """A handle on one URL's run; ``wait()`` blocks until the script is done."""
+    """A handle on one URL's run; ``wait()`` blocks until the script is done.
+
+    ``context_options`` go to Playwright's ``browser.new_context()`` (``viewport``,
+    ``color_scheme``, ``device_scale_factor``...); ``prepare(context)`` runs before the first
+    page is created (e.g. ``context.clock.install()``).
+
+    ``intercept=False`` leaves out the request routing that aborts non-loopback requests.
+    Playwright drops every ``/favicon.ico`` request while routing is on (microsoft/playwright
+    #7493), so a run that must let Chromium ask for an icon turns it off; such a run must only
+    visit loopback pages. Names still resolve to nothing (``--host-resolver-rules``), and any
+    non-loopback request is listed in ``BrowserResult.external``."""
 
     def __init__(
-        self, script: Script, *, linger: float = 0.0, screenshot: Optional[Union[str, Path]] = None
+        self,
+        script: Script,
+        *,
+        linger: float = 0.0,
+        screenshot: Optional[Union[str, Path]] = None,
+        context_options: Optional[dict[str, Any]] = None,
+        prepare: Optional[Callable[[Any], None]] = None,
+        intercept: bool = True,
     ) -> None:
         self.script = script
         self.linger = linger
         self.screenshot = Path(screenshot) if screenshot else None
+        self.context_options = dict(context_options or {})
+        self.prepare = prepare
+        self.intercept = intercept
         self.url: Optional[str] = None
         self.shim_argv: Optional[list[str]] = None
         self.delivered = threading.Event()
@@ -200,11 +257,50 @@ class ScriptContext:
     """What a user script gets: the Playwright page (already on the start URL) and helpers.
     Runs in the driver thread: use only the sync Playwright API, and only here."""
 
-    def __init__(self, page: Any, start_url: str, timeout: float) -> None:
+    def __init__(
+        self, page: Any, start_url: str, timeout: float, visits: Optional[list[TabVisit]] = None
+    ) -> None:
         self.page = page
         self.start_url = start_url
         self.provider_origin = origin_of(start_url)
         self.timeout = timeout
+        self.visits: list[TabVisit] = [] if visits is None else visits
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The start URL's query, one value per name (``redirect_uri``, ``state``...)."""
+        return {k: v[-1] for k, v in parse_qs(urlsplit(self.start_url).query, True).items()}
+
+    def visit(
+        self,
+        url: str,
+        *,
+        keep_open: bool = False,
+        screenshot: Optional[Union[str, Path]] = None,
+    ) -> TabVisit:
+        """Open ``url`` in a new tab of this browser context, as a user (or the browser
+        itself) would, wait for it to load, record status, headers and text (and a
+        screenshot), and close the tab unless ``keep_open``. A failed navigation is
+        recorded, not raised."""
+        tab = self.page.context.new_page()
+        visit = TabVisit(url=url, status=None, headers={}, text="", title="")
+        try:
+            response = tab.goto(url, wait_until="load", timeout=self.timeout * 1000)
+            if response is not None:
+                visit.status = response.status
+                visit.headers = {k.lower(): v for k, v in response.all_headers().items()}
+            visit.title = tab.title()
+            visit.text = tab.evaluate("() => document.body ? document.body.innerText : ''")
+            if screenshot is not None:
+                tab.screenshot(path=str(screenshot), full_page=True)
+        except Exception as exc:
+            visit.error = str(exc).splitlines()[0]
+        finally:
+            if not keep_open:
+                with contextlib.suppress(Exception):
+                    tab.close()
+        self.visits.append(visit)
+        return visit
 
     @property
     def on_provider(self) -> bool:
@@ -282,6 +378,20 @@ def deny() -> Script:
         ctx.wait_off_provider()
 
     return Script("deny", run)
+
+
+def press(button: str) -> Script:
+    """Click the button named ``button`` (its accessible name, e.g. ``"Approve"`` or
+    ``"Deny"`` on :class:`fedbearer.testing.LocalFederation`'s approval page) and stop on the
+    page the provider redirects to (the callback)."""
+
+    def run(ctx: ScriptContext) -> None:
+        if not ctx.on_provider:
+            return
+        ctx.submit_and_wait(ctx.page.get_by_role("button", name=button, exact=True))
+        ctx.wait_off_provider()
+
+    return Script(f"press({button!r})", run)
 
 
 def custom(fn: Callable[[ScriptContext], None], name: Optional[str] = None) -> Script:
@@ -385,10 +495,24 @@ class BrowserDriver:
         return value
 
     def expect(
-        self, script: Script, *, linger: float = 0.0, screenshot: Optional[Union[str, Path]] = None
+        self,
+        script: Script,
+        *,
+        linger: float = 0.0,
+        screenshot: Optional[Union[str, Path]] = None,
+        context_options: Optional[dict[str, Any]] = None,
+        prepare: Optional[Callable[[Any], None]] = None,
+        intercept: bool = True,
     ) -> BrowserRun:
         """The next URL that arrives through ``$BROWSER`` gets ``script`` (FIFO)."""
-        run = BrowserRun(script, linger=linger, screenshot=screenshot)
+        run = BrowserRun(
+            script,
+            linger=linger,
+            screenshot=screenshot,
+            context_options=context_options,
+            prepare=prepare,
+            intercept=intercept,
+        )
         with self._lock:
             self._expected.append(run)
         return run
@@ -400,9 +524,19 @@ class BrowserDriver:
         *,
         linger: float = 0.0,
         screenshot: Optional[Union[str, Path]] = None,
+        context_options: Optional[dict[str, Any]] = None,
+        prepare: Optional[Callable[[Any], None]] = None,
+        intercept: bool = True,
     ) -> BrowserRun:
         """Load ``url`` with ``script`` now (returns at once; ``.wait()`` for the result)."""
-        run = BrowserRun(script, linger=linger, screenshot=screenshot)
+        run = BrowserRun(
+            script,
+            linger=linger,
+            screenshot=screenshot,
+            context_options=context_options,
+            prepare=prepare,
+            intercept=intercept,
+        )
         self._submit(run, url)
         return run
 
@@ -525,7 +659,9 @@ class BrowserDriver:
         responses: list[Any] = []
         context = None
         try:
-            context = browser.new_context()
+            context = browser.new_context(**run.context_options)
+            if run.prepare is not None:
+                run.prepare(context)
             context.set_default_timeout(self.timeout * 1000)
             context.set_default_navigation_timeout(self.timeout * 1000)
 
@@ -533,7 +669,17 @@ class BrowserDriver:
                 result.blocked.append(route.request.url)
                 route.abort("blockedbyclient")
 
-            context.route(lambda url: not is_loopback_url(url), block)
+            if run.intercept:
+                context.route(lambda url: not is_loopback_url(url), block)
+            else:
+                context.on(
+                    "request",
+                    lambda request: (
+                        None
+                        if is_loopback_url(request.url)
+                        else result.external.append(request.url)
+                    ),
+                )
             page = context.new_page()
 
             def on_response(response: Any) -> None:
@@ -542,9 +688,19 @@ class BrowserDriver:
                     responses.append(response)
 
             page.on("response", on_response)
-            page.on("console", lambda msg: result.console.append(f"{msg.type}: {msg.text}"))
 
-            ctx = ScriptContext(page, run.url, self.timeout)
+            def on_console(msg: Any) -> None:
+                result.console.append(f"{msg.type}: {msg.text}")
+                location = msg.location or {}
+                result.console_entries.append(
+                    ConsoleEntry(msg.type, msg.text, strip_query(location.get("url") or ""))
+                )
+
+            # Every tab of the context, so a script's extra tabs are watched too.
+            context.on("console", on_console)
+            context.on("weberror", lambda e: result.page_errors.append(str(e.error)))
+
+            ctx = ScriptContext(page, run.url, self.timeout, result.visits)
             try:
                 page.goto(run.url, wait_until="load")
                 run.script.run(ctx)
