@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sys
 import textwrap
@@ -925,6 +926,41 @@ def _short_json(response: Any) -> str:
 # ----------------------------------------------------------------------------- main
 
 
+def _interaction_required(args: argparse.Namespace, exc: InteractionRequiredError) -> str:
+    """The library's message speaks of ``interactive=False``; here, say it in CLI terms,
+    with a login command for the same identity *and the same cache file*, so following it
+    fixes the failure."""
+    try:
+        identity = _identity(args, need_client_id=True)
+    except FedbearerError:
+        return str(exc)
+    command = ["fedbearer", "login"]
+    if args.nebius_profile is not None:
+        command += ["--nebius-profile", args.nebius_profile]
+    command += [
+        "--client-id",
+        identity.client_id or "",
+        "--federation-endpoint",
+        identity.federation_endpoint,
+        "--federation-id",
+        identity.federation_id,
+        "--profile",
+        identity.profile,
+    ]
+    if args.cache_file is not None:
+        command += ["--cache-file", str(args.cache_file)]
+    if getattr(args, "non_interactive", False):
+        why, where = "--non-interactive was given", "a terminal"
+    else:
+        value = os.environ.get("FEDBEARER_INTERACTIVE", "")
+        why = f"FEDBEARER_INTERACTIVE={value} turns interactive logins off"
+        where = "a terminal where FEDBEARER_INTERACTIVE is not set"
+    return (
+        f"a login is needed for {identity.describe()} but {why}; log in first from "
+        f"{where} with: {shlex.join(command)}"
+    )
+
+
 def _hint(exc: FedbearerError, prog: str) -> str:
     if isinstance(exc, LoginTimeoutError):
         return " (--timeout SECONDS sets the time allowed)"
@@ -995,12 +1031,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted\n")
         return EXIT_INTERRUPTED
+    except InteractionRequiredError as exc:
+        if args.debug:
+            traceback.print_exc()
+        _report(prog, _interaction_required(args, exc))
+        return EXIT_INTERACTION_REQUIRED
     except FedbearerError as exc:
         if args.debug:
             traceback.print_exc()
         _report(prog, str(exc) + _hint(exc, prog))
-        if isinstance(exc, InteractionRequiredError):
-            return EXIT_INTERACTION_REQUIRED
         if isinstance(exc, ConfigurationError):
             return EXIT_USAGE
         return EXIT_FAILURE
