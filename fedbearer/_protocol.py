@@ -20,7 +20,6 @@ import json
 import math
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -47,15 +46,73 @@ _REDACTED = "REDACTED"
 # --------------------------------------------------------------------------- endpoints
 
 
-@dataclass(frozen=True)
-class Federation:
+class _Value:
+    """An immutable value with ``__slots__`` fields, compared and hashed by them.
+
+    Stands in for ``@dataclass(frozen=True)``, which costs about half a millisecond per
+    class at import and brings in :mod:`dataclasses` and :mod:`inspect`: the protocol is
+    imported by ``import fedbearer``, which is meant to cost little more than ``import
+    requests`` (``docs/performance.rst``).
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Value)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled through the constructor: unpickling cannot set attributes one by one.
+        return (_rebuild, (type(self), dict(zip(self.__slots__, self._values()))))
+
+
+def _rebuild(cls: type[_Value], values: dict[str, Any]) -> _Value:
+    value = cls.__new__(cls)
+    value._set(**values)
+    return value
+
+
+class Federation(_Value):
     """Where a federation lives: the normalised endpoint and the URLs derived from it."""
+
+    __slots__ = ("authorize_url", "endpoint", "issuers", "token_url")
 
     endpoint: str
     authorize_url: str
     token_url: str
     #: Values accepted for ``iss`` in the callback (RFC 9207): the endpoint and its origin.
     issuers: frozenset[str]
+
+    def __init__(
+        self, *, endpoint: str, authorize_url: str, token_url: str, issuers: frozenset[str]
+    ) -> None:
+        self._set(
+            endpoint=endpoint, authorize_url=authorize_url, token_url=token_url, issuers=issuers
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Federation(endpoint={self.endpoint!r}, authorize_url={self.authorize_url!r}, "
+            f"token_url={self.token_url!r}, issuers={self.issuers!r})"
+        )
 
 
 def normalize_endpoint(federation_endpoint: str) -> str:
@@ -212,15 +269,32 @@ class CallbackKind(enum.Enum):
     ERROR = "error"
 
 
-@dataclass(frozen=True)
-class Callback:
+class Callback(_Value):
     """A classified callback. ``code`` is a secret: this class has no readable repr of it."""
 
+    __slots__ = ("code", "error", "error_description", "error_uri", "kind")
+
     kind: CallbackKind
-    code: Optional[str] = None
-    error: Optional[str] = None
-    error_description: Optional[str] = None
-    error_uri: Optional[str] = None
+    code: Optional[str]
+    error: Optional[str]
+    error_description: Optional[str]
+    error_uri: Optional[str]
+
+    def __init__(
+        self,
+        kind: CallbackKind,
+        code: Optional[str] = None,
+        error: Optional[str] = None,
+        error_description: Optional[str] = None,
+        error_uri: Optional[str] = None,
+    ) -> None:
+        self._set(
+            kind=kind,
+            code=code,
+            error=error,
+            error_description=error_description,
+            error_uri=error_uri,
+        )
 
     def __repr__(self) -> str:
         extra = f", error={self.error!r}" if self.error else ""

@@ -24,6 +24,7 @@ from fedbearer import (
     LoginTimeoutError,
     TokenEndpointError,
     _login,
+    _loopback,
     _protocol,
 )
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
@@ -435,8 +436,25 @@ def redirect_location(url: str) -> str:
     raise AssertionError("authorize did not redirect")
 
 
-def test_reload_and_second_tab_show_the_same_page_without_a_second_exchange(federation):
+def test_reload_and_second_tab_show_the_same_page_without_a_second_exchange(
+    federation, monkeypatch
+):
     pages = []
+    # Hold the code exchange until both tabs have reached the server: otherwise the first
+    # tab can finish the whole login, and close the server, before the second connects.
+    offers = []
+    real_offer, real_exchange = _loopback.LoopbackServer.offer, _login.exchange_code
+
+    def offer(self, callback):
+        offers.append(callback)
+        return real_offer(self, callback)
+
+    def exchange(*args, **kwargs):
+        assert wait_for(lambda: len(offers) == 2)
+        return real_exchange(*args, **kwargs)
+
+    monkeypatch.setattr(_loopback.LoopbackServer, "offer", offer)
+    monkeypatch.setattr(_login, "exchange_code", exchange)
 
     def opener(url: str) -> bool:
         def run():
