@@ -11,10 +11,12 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from typing import IO, Optional, Union
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from . import _clock
 from ._browser import Opener
@@ -90,9 +92,22 @@ def _remaining(deadline: Optional[float]) -> float:
 
 
 def _read_bounded(response: requests.Response, deadline: Optional[float]) -> bytes:
+    """The body, at most :data:`MAX_TOKEN_RESPONSE_BYTES`, read before ``deadline``.
+
+    ``read1`` returns whatever has arrived, so the deadline is checked after every few
+    bytes a slow server drips, not after every full chunk (which a server sending a byte
+    every 50 ms would never complete). urllib3 1.x has no ``read1``: one byte at a time
+    there, which only costs a few milliseconds for a token response.
+    """
+    raw = response.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is not None:
+        pieces: Iterator[bytes] = iter(lambda: read1(16384, decode_content=True), b"")
+    else:  # pragma: no cover - urllib3 1.x only
+        pieces = response.iter_content(chunk_size=1)
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=16384):
+    for chunk in pieces:
         size += len(chunk)
         if size > MAX_TOKEN_RESPONSE_BYTES:
             raise InvalidTokenResponseError(
@@ -152,10 +167,11 @@ def post_token_request(
         with response:
             try:
                 raw = _read_bounded(response, deadline)
-            except requests.RequestException as exc:
-                if isinstance(exc, (requests.Timeout, requests.exceptions.ConnectionError)) and (
-                    "timed out" in str(exc).lower()
-                ):
+            # Reading the raw stream raises urllib3's exceptions, not requests' wrappers.
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                if isinstance(
+                    exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+                ) or ("timed out" in str(exc).lower()):
                     raise LoginTimeoutError(
                         "the token endpoint did not finish answering before the deadline"
                     ) from None
