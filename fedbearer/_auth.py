@@ -16,7 +16,7 @@ import math
 import threading
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import IO, Any, Optional
+from typing import IO, TYPE_CHECKING, Any, Optional
 
 import requests
 from requests.auth import AuthBase
@@ -26,10 +26,12 @@ from requests.utils import rewind_body
 
 from . import _clock
 from ._bearer import Bearer
-from ._browser import Opener
 from ._exceptions import ConfigurationError, FedbearerError
 from ._login import DEFAULT_LOGIN_TIMEOUT, Verify
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
+
+if TYPE_CHECKING:
+    from ._browser import Opener
 
 log = logging.getLogger("fedbearer.auth")
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import IO, Optional
+from typing import IO, TYPE_CHECKING, Optional
 
-from ._browser import Opener
-from ._environment import INTERACTIVE_ENV, interactive_from_env
 from ._exceptions import ConfigurationError, InteractionRequiredError
 from ._login import (
     DEFAULT_LOGIN_TIMEOUT,
@@ -25,6 +23,9 @@ from ._login import (
 )
 from ._protocol import Federation, federation_for
 from ._token import Token
+
+if TYPE_CHECKING:
+    from ._browser import Opener
 
 _UNSET: float = -1.0  # sentinel: "use the bearer's timeout" (None means no limit)
 
@@ -106,6 +107,9 @@ class Bearer:
         #: Where ``interactive`` came from, for the error message when it is off.
         self._interactive_source = "interactive=False"
         if interactive is None:
+            # Imported here: the environment module is needed by logins, not by import.
+            from ._environment import INTERACTIVE_ENV, interactive_from_env
+
             interactive = interactive_from_env()
             self._interactive_source = f"{INTERACTIVE_ENV}={os.environ.get(INTERACTIVE_ENV, '')}"
         self.interactive = interactive

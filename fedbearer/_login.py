@@ -12,15 +12,13 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from typing import IO, Optional, Union
+from typing import IO, TYPE_CHECKING, Optional, Union
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from . import _clock
-from ._browser import Opener
-from ._environment import Environment, callback_port_from_env, detect_environment
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,
@@ -44,6 +42,10 @@ from ._protocol import (
     refresh_token_body,
 )
 from ._token import Token
+
+if TYPE_CHECKING:
+    from ._browser import Opener
+    from ._environment import Environment
 
 log = logging.getLogger("fedbearer.login")
 
@@ -352,6 +354,7 @@ def authorize(
     """
     # Imported here: http.server and friends are needed only while a login runs.
     from ._browser import choose_browser, launch
+    from ._environment import callback_port_from_env, detect_environment
     from ._loopback import LoopbackServer
     from ._paste import PasteReader, start_paste_reader
 

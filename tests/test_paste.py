@@ -459,12 +459,13 @@ def test_paste_reader_thread_is_gone_after_a_login_by_the_browser(federation, mo
     """A login finished by the loopback callback stops the reader too (stdin a terminal)."""
     import pty
 
-    from fedbearer import _environment, _login, _paste
+    from fedbearer import _environment, _paste
     from fedbearer.testing import ProgrammaticBrowser
 
     real_detect = _environment.detect_environment
+    # authorize() imports detect_environment from its module when it runs.
     monkeypatch.setattr(
-        _login, "detect_environment", lambda: real_detect(stdin_isatty=lambda: True)
+        _environment, "detect_environment", lambda: real_detect(stdin_isatty=lambda: True)
     )
     readers: list[PasteReader] = []
     real_start = _paste.start_paste_reader
