@@ -21,6 +21,7 @@ does not work on a console, there is no paste fallback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -114,8 +115,9 @@ class PasteReader:
     """Reads pasted callback URLs from terminal file descriptor ``fd`` on a daemon thread.
 
     A decisive paste goes to ``server.offer`` and ends the reader; every other line gets
-    one line through ``say``. :meth:`stop` is idempotent and returns within about
-    :data:`POLL_INTERVAL`.
+    one line through ``say``. :meth:`stop` is idempotent and returns at once: it wakes the
+    ``select`` through a pipe rather than waiting for its timeout, which would otherwise
+    add up to :data:`POLL_INTERVAL` to the end of every login run from a terminal.
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class PasteReader:
         self._say = say
         self._fd = fd
         self._stop = threading.Event()
+        self._wake: Optional[tuple[int, int]] = None
         self._thread: Optional[threading.Thread] = None
         #: Lines handled, by outcome ("callback", "explained", "empty"); for tests.
         self.stats: dict[str, int] = {}
@@ -146,15 +149,33 @@ class PasteReader:
     def start(self) -> None:
         if self._thread is not None:
             return
+        self._wake = os.pipe()
         self._thread = threading.Thread(target=self._run, name="fedbearer-paste", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            self._close_wake()
+            raise
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop reading and join the thread (bounded: it polls every :data:`POLL_INTERVAL`)."""
+        """Stop reading and join the thread (bounded by ``timeout``)."""
         self._stop.set()
+        wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(OSError):
+                os.write(wake[1], b"x")
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+            if not thread.is_alive():
+                self._close_wake()
+
+    def _close_wake(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            for fd in wake:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     @property
     def running(self) -> bool:
@@ -167,13 +188,15 @@ class PasteReader:
         import select
 
         pending = b""
+        wake = self._wake[0] if self._wake is not None else None
+        watched = [self._fd] if wake is None else [self._fd, wake]
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select([self._fd], [], [], POLL_INTERVAL)
+                ready, _, _ = select.select(watched, [], [], POLL_INTERVAL)
             except (OSError, ValueError):  # the descriptor was closed under us
                 log.debug("paste: the terminal is gone; no more pasting")
                 return
-            if not ready or self._stop.is_set():
+            if not ready or self._stop.is_set() or self._fd not in ready:
                 continue
             try:
                 chunk = os.read(self._fd, 4096)
