@@ -9,7 +9,6 @@ Across processes the token cache's login lock does the same.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import math
@@ -26,7 +25,7 @@ from requests.utils import rewind_body
 
 from . import _clock
 from ._bearer import Bearer
-from ._exceptions import ConfigurationError, FedbearerError
+from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
 from ._login import DEFAULT_LOGIN_TIMEOUT, Verify
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
@@ -108,6 +107,33 @@ def _parse_hosts(hosts: Optional[Iterable[str]]) -> Optional[frozenset[str]]:
     if not origins:
         raise ConfigurationError("hosts is empty; pass None to send the token to any host")
     return frozenset(origins)
+
+
+_Snapshot = tuple[Optional[Token], str, float]
+# -inf: with no token, the first request always takes the renewal path.
+_EMPTY: _Snapshot = (None, "", -math.inf)
+
+
+def _bearer_challenge(response: requests.Response) -> bool:
+    """Whether a 401 can be about a Bearer token (RFC 6750 §3).
+
+    A challenge naming only other schemes (Basic, Negotiate, ...) is not; a 401 without any
+    challenge is taken as ours, since many APIs omit it.
+    """
+    challenge = response.headers.get("WWW-Authenticate")
+    return challenge is None or "bearer" in challenge.lower()
+
+
+def _copy_error(exc: FedbearerError) -> FedbearerError:
+    """A copy of ``exc`` with the same message and attributes, and no traceback.
+
+    ``copy.copy`` would call the constructor again with the formatted message as its
+    first argument, and the message would be wrapped twice.
+    """
+    clone = exc.__class__.__new__(exc.__class__)
+    clone.args = exc.args
+    clone.__dict__.update(exc.__dict__)
+    return clone
 
 
 def _insufficient_scope(response: requests.Response) -> bool:
@@ -243,19 +269,20 @@ class FederationAuth(AuthBase):
         # waiting when an attempt failed share its error instead of each opening a browser.
         self._failures = 0
         self._last_error: Optional[FedbearerError] = None
-        self._token: Optional[Token] = None
-        self._header = ""
-        # -inf: the first request always takes the renewal path.
-        self._renew_at = -math.inf
+        # (token, header, renew_at) as one immutable snapshot, replaced whole, so the hot
+        # path reads a consistent triple without a lock.
+        self._current: _Snapshot = _EMPTY
+        # A token that was rejected right after a renewal for a 401: the server rejects
+        # even fresh tokens, so more 401s for it do not start more logins.
+        self._distrusted = ""
 
     # ------------------------------------------------------------------ pickling
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]
-        state["_token"] = None
-        state["_header"] = ""
-        state["_renew_at"] = -math.inf
+        state["_current"] = _EMPTY
+        state["_distrusted"] = ""
         state["_cache"] = None
         state["_failures"] = 0
         state["_last_error"] = None
@@ -292,9 +319,9 @@ class FederationAuth(AuthBase):
             # str.startswith is several times cheaper than working out the origin.
             if not url.startswith(_origin_prefixes(hosts)) and _origin_of(url) not in hosts:
                 return r
-        if _clock.now() >= self._renew_at:
-            self._renew(self._token.token if self._token is not None else None)
-        header = self._header
+        token, header, renew_at = self._current
+        if _clock.now() >= renew_at:
+            header = self._renewed_header(token)
         r.headers["Authorization"] = header
         resent = [False]  # per request: redirect hops share this hook, not the instance
 
@@ -321,13 +348,17 @@ class FederationAuth(AuthBase):
             # Our token was not on this request: requests strips it on a redirect to
             # another host, so that host's 401 says nothing about our token.
             return response
-        if resent[0]:
+        if resent[0] or sent_header == self._distrusted:
+            return response
+        if not _bearer_challenge(response):
+            log.debug("401 without a Bearer challenge: not about our token, not renewing")
             return response
         if _insufficient_scope(response):
             log.debug("401 insufficient_scope: a permission problem, not renewing")
             return response
         resent[0] = True
         self._renew(sent_header[len("Bearer ") :], rejected=True)
+        new_header = self._current[1]
         body: Any = request.body  # typed bytes | str, but requests passes files and generators
         if body is not None and not isinstance(body, (bytes, str)):
             try:
@@ -349,22 +380,48 @@ class FederationAuth(AuthBase):
         retry = request.copy()
         extract_cookies_to_jar(retry._cookies, request, response.raw)  # type: ignore[attr-defined,no-untyped-call]
         retry.prepare_cookies(retry._cookies)  # type: ignore[attr-defined]
-        retry.headers["Authorization"] = self._header
+        retry.headers["Authorization"] = new_header
         connection = response.connection
         resent_response: requests.Response = connection.send(retry, **send_kwargs)
         resent_response.history.append(response)
         resent_response.request = retry
+        if resent_response.status_code in REFRESH_STATUSES:
+            # Even the new token is refused: renewing again would only open the browser
+            # again. Keep it; its expiry, or a later token, ends this.
+            self._distrusted = new_header
+            log.warning(
+                "%s %s was refused (401) with a fresh token too; not renewing again for it",
+                request.method,
+                _origin_of(request.url or ""),
+            )
         return resent_response
 
     # ------------------------------------------------------------------ renewal
 
     def get_token(self) -> Token:
         """A valid token, logging in (or refreshing, or reading the cache) when needed."""
-        if _clock.now() >= self._renew_at:
-            self._renew(self._token.token if self._token is not None else None)
-        token = self._token
+        token, _, renew_at = self._current
+        if token is None or _clock.now() >= renew_at:
+            self._renewed_header(token)
+            token = self._current[0]
+            if token is None:  # a concurrent 401 dropped it after we renewed: once more
+                self._renew(None)
+                token = self._current[0]
         assert token is not None
         return token
+
+    @property
+    def _token(self) -> Optional[Token]:
+        return self._current[0]
+
+    def _renewed_header(self, token: Optional[Token]) -> str:
+        """Renew past ``token`` and return the header to send."""
+        self._renew(token.token if token is not None else None)
+        header = self._current[1]
+        if not header:  # a concurrent 401 dropped the new token already: once more
+            self._renew(None)
+            header = self._current[1]
+        return header
 
     def _cache_backend(self) -> Any:
         if self._cache is None:
@@ -387,9 +444,7 @@ class FederationAuth(AuthBase):
         )
 
     def _install(self, token: Token) -> None:
-        self._token = token
-        self._header = "Bearer " + token.token
-        self._renew_at = token.renew_at(self.refresh_margin)
+        self._current = (token, "Bearer " + token.token, token.renew_at(self.refresh_margin))
 
     def _renew(self, stale: Optional[str], *, rejected: bool = False) -> None:
         """Make ``self._token`` a usable token other than ``stale``.
@@ -400,41 +455,53 @@ class FederationAuth(AuthBase):
         """
         failures = self._failures
         with self._lock:
-            current = self._token
+            current = self._current[0]
             if self._usable(current, stale):
                 return
             if self._failures != failures and self._last_error is not None:
                 # The attempt we queued behind failed: one attempt per need, so report it
                 # rather than start another login for the same need.
-                raise copy.copy(self._last_error).with_traceback(None)
+                raise _copy_error(self._last_error)
             if rejected and current is not None and current.token == stale:
                 # The API rejected it: never send it again, even if renewal fails below.
-                self._token = None
-                self._header = ""
-                self._renew_at = -math.inf
+                self._current = _EMPTY
             try:
-                self._obtain(current, stale)
+                self._install(self._obtain(current, stale))
             except FedbearerError as exc:
                 self._failures += 1
-                self._last_error = copy.copy(exc)  # without the traceback and its frames
+                self._last_error = _copy_error(exc)  # without the traceback and its frames
                 raise
 
-    def _obtain(self, current: Optional[Token], stale: Optional[str]) -> None:
+    def _obtain(self, current: Optional[Token], stale: Optional[str]) -> Token:
+        """A usable token: from the cache, by refresh, or by one interactive login.
+
+        Everything after the first cache read happens under the cache's cross-process login
+        lock, and the cache is read again once it is held: another process may have logged
+        in or refreshed meanwhile (and, with rotating refresh tokens, sending the refresh
+        token it already used would get the whole grant revoked). The new token is written
+        before the lock is released, so a process that waited finds it.
+        """
         cache = self._cache_backend()
         key = self.bearer.name
         cached = cache.get(key)
         if self._usable(cached, stale):
             log.debug("using the token found in the cache")
-            self._install(cached)
-            return
-        token = self._refreshed(current if current is not None else cached)
-        if token is None:
-            token, from_cache = self._login(cache, key, stale)
-            if from_cache:  # another process logged in and wrote it; nothing to write
-                self._install(token)
-                return
-        cache.put(key, token)
-        self._install(token)
+            return cached  # type: ignore[no-any-return]
+        with cache.login_lock(key, self.bearer.timeout) as acquired:
+            if not acquired:
+                log.info("waited for another process's renewal without result; renewing here")
+            cached = cache.get(key)
+            if self._usable(cached, stale):
+                log.debug("another process renewed the token; using it")
+                return cached  # type: ignore[no-any-return]
+            # The cache's refresh token is the newest one another process may have
+            # rotated to; ours, when the cache has none.
+            source = cached if cached is not None and cached.refresh_token else current
+            token = self._refreshed(source)
+            if token is None:
+                token = self.bearer.receiver().fetch()
+            cache.put(key, token)
+            return token
 
     def _refreshed(self, token: Optional[Token]) -> Optional[Token]:
         if token is None or not token.refresh_token:
@@ -442,23 +509,12 @@ class FederationAuth(AuthBase):
         try:
             new = self.bearer.refresh(token)
         except FedbearerError as exc:
-            # invalid_grant (expired, rotated, revoked) or any failure: fall back to a login.
+            if not self.bearer.interactive and not isinstance(exc, InvalidGrantError):
+                # No login can follow: report the federation's failure itself rather
+                # than "interaction required", which would misstate an outage.
+                raise
+            # invalid_grant (expired, rotated, revoked) or any failure: one login instead.
             log.info("refresh failed (%s); falling back to a login", type(exc).__name__)
             return None
         log.debug("token renewed with the refresh token")
         return new
-
-    def _login(self, cache: Any, key: str, stale: Optional[str]) -> tuple[Token, bool]:
-        """One interactive login, unless another process finishes one while we wait.
-
-        Returns the token and whether it came from the cache.
-        """
-        with cache.login_lock(key, self.bearer.timeout) as acquired:
-            if not acquired:
-                log.info("waited for another process's login without result; logging in here")
-            # Another process may have logged in while we waited for its lock.
-            cached = cache.get(key)
-            if cached is not None and self._usable(cached, stale):
-                log.debug("another process logged in; using its token")
-                return cached, True
-            return self.bearer.receiver().fetch(), False

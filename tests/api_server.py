@@ -26,6 +26,8 @@ class ProtectedAPI:
         self.is_valid = is_valid
         self.seen: list[Seen] = []
         self.always_401 = False
+        #: The WWW-Authenticate challenge sent with a 401 for a missing or refused token.
+        self.challenge = 'Bearer error="invalid_token"'
         self.insufficient_scope = False
         self.redirect_to: Optional[str] = None
         self._lock = threading.Lock()
@@ -70,7 +72,7 @@ class ProtectedAPI:
                     self._send(
                         401,
                         b'{"error": "invalid_token"}',
-                        {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                        {"WWW-Authenticate": api.challenge},
                     )
                     return
                 payload = {"path": self.path, "body": body.decode("latin-1")}

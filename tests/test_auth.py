@@ -572,3 +572,102 @@ def test_from_nebius_profile_reads_endpoint_and_id_and_caches_under_the_profile(
     assert session_with(auth).get(api.url).status_code == 200
     with pytest.raises(ConfigurationError, match="federation"):
         FederationAuth.from_nebius_profile("other", client_id="c", config_file=str(config))
+
+
+# ---------------------------------------------------------------------------- review fixes
+
+
+def test_two_processes_at_the_margin_refresh_once_and_keep_the_grant(clock, tmp_path):
+    from fedbearer import FileTokenCache
+
+    with LocalFederation() as fed, ProtectedAPI(fed.is_valid) as api:
+        path = tmp_path / "credentials.yaml"
+        a = make_auth(fed, cache=FileTokenCache(path))
+        b = make_auth(fed, cache=FileTokenCache(path))  # another process: its own object
+        session_with(a).get(api.url)
+        session_with(b).get(api.url)  # from the cache, no login
+        assert fed.logins == 1
+        fed.fail_next("slow", delay=0.3)  # the first refresh is slow: the other one waits
+        clock[0] = T0 + 3500
+        statuses: list[int] = []
+        sessions = iter([session_with(a), session_with(b)])
+        pick = threading.Lock()
+
+        def call():
+            with pick:
+                session = next(sessions)
+            statuses.append(session.get(api.url).status_code)
+
+        errors = _run_threads(2, call)
+        assert errors == [] and sorted(statuses) == [200, 200]
+        # One refresh; the other process took the refreshed token from the cache instead
+        # of replaying the rotated refresh token (which revokes the whole grant).
+        assert fed.refreshes == 1 and fed.logins == 1
+        assert a._token is not None and fed.is_valid(a._token.token)
+
+
+def test_the_cache_refresh_token_is_preferred_over_an_older_one_in_memory(clock, tmp_path):
+    from fedbearer import FileTokenCache
+
+    with LocalFederation() as fed, ProtectedAPI(fed.is_valid) as api:
+        path = tmp_path / "credentials.yaml"
+        a = make_auth(fed, cache=FileTokenCache(path))
+        b = make_auth(fed, cache=FileTokenCache(path))
+        session_with(a).get(api.url)
+        session_with(b).get(api.url)
+        clock[0] = T0 + 3500
+        session_with(a).get(api.url)  # a refreshes: the refresh token rotates R1 -> R2
+        clock[0] = T0 + 3500 + 3500  # both access tokens are now past their margin
+        assert session_with(b).get(api.url).status_code == 200
+        # b refreshed with R2 from the cache, not with its own rotated-away R1.
+        assert fed.refreshes == 2 and fed.logins == 1
+
+
+def test_a_401_with_another_scheme_does_not_start_a_login(federation, api):
+    session = session_with(make_auth(federation))
+    session.get(api.url)
+    api.challenge = 'Basic realm="intranet"'
+    api.always_401 = True
+    for _ in range(3):
+        assert session.get(api.url).status_code == 401
+    assert federation.logins == 1 and federation.refreshes == 0
+
+
+def test_when_even_a_fresh_token_is_refused_later_401s_renew_no_more(federation, api):
+    session = session_with(make_auth(federation))
+    session.get(api.url)
+    api.always_401 = True
+    for _ in range(3):
+        assert session.get(api.url).status_code == 401
+    assert federation.refreshes == 1 and federation.logins == 1
+
+
+def test_a_shared_failure_keeps_its_message_intact(federation, api):
+    federation.fail_next("deny")
+    auth = make_auth(federation)
+    messages: list[str] = []
+
+    def call():
+        try:
+            session_with(auth).get(api.url)
+        except AuthorizationError as exc:
+            messages.append(str(exc))
+            assert exc.error == "access_denied"
+
+    assert _run_threads(4, call) == []
+    assert len(messages) == 4 and len(set(messages)) == 1
+    assert messages[0].count("federation refused the login") == 1
+
+
+def test_non_interactive_refresh_outage_is_reported_as_the_outage(federation, api, clock):
+    from fedbearer import TokenEndpointError
+
+    token = make_auth(federation).get_token()  # logged in once, interactively
+    quiet = make_auth(federation, interactive=False)
+    quiet._install(token)
+    clock[0] = T0 + 3500
+    federation.fail_next("server_error", status=503)
+    with pytest.raises(TokenEndpointError) as info:
+        session_with(quiet).get(api.url)
+    assert not isinstance(info.value, InteractionRequiredError)
+    assert info.value.status == 503
