@@ -66,8 +66,9 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _JOURNAL_SUFFIX = ".fedbearer-journal"
 _JOURNAL_MAGIC = b"fedbearer-journal 1\n"
-# Entry keys fedbearer owns; any other key in an entry belongs to someone else and survives.
-_TOKEN_KEYS = frozenset({"token", "expires_at", "refresh_token"})
+# Entry keys fedbearer owns, replaced (or removed) together from the new token's to_dict();
+# any other key in an entry belongs to someone else and survives.
+_TOKEN_KEYS = frozenset({"token", "expires_at", "refresh_token", "issued_at"})
 # Lock polling: start short (holders of the cache lock keep it for milliseconds), back off
 # so a long wait (a login in another process) costs little CPU.
 _POLL_FIRST = 0.002
@@ -328,10 +329,12 @@ def _dump(doc: dict[Any, Any]) -> bytes:
 def _entry_is_live(entry: object, now: float) -> bool:
     """Whether a rewrite keeps this entry: the reference's rule plus readability.
 
-    Expired entries go (the reference drops them on every rewrite). So do entries the Nebius
-    Python SDK could not read (not a mapping, empty/non-string token, non-integer
-    ``expires_at``): one of them makes it reject the *whole* file, and the Go SDK deletes such
-    a file, so keeping them would break the other tools for every profile.
+    Expired entries go (the reference drops them on every rewrite), unless they hold a
+    non-empty ``refresh_token`` string: such an entry is still renewable without a browser
+    (a cron job hours later), and the other tools merely see an expired token in it. Entries
+    the Nebius Python SDK could not read (not a mapping, empty/non-string token, non-integer
+    ``expires_at``) always go: one of them makes it reject the *whole* file, and the Go SDK
+    deletes such a file, so keeping them would break the other tools for every profile.
     """
     if not isinstance(entry, dict):
         return False
@@ -343,7 +346,10 @@ def _entry_is_live(entry: object, now: float) -> bool:
         return True
     if not isinstance(expires_at, int) or isinstance(expires_at, bool):
         return False
-    return expires_at == 0 or now < expires_at  # 0 means "no expiry", as null does
+    if expires_at == 0 or now < expires_at:  # 0 means "no expiry", as null does
+        return True
+    refresh_token = entry.get("refresh_token")
+    return isinstance(refresh_token, str) and bool(refresh_token)
 
 
 def _token_from_entry(entry: object) -> Token:
@@ -652,8 +658,9 @@ class FileTokenCache:
         """Store ``token`` under ``key``, keeping every other entry and unknown key.
 
         Unknown keys inside the existing entry for ``key`` are kept too; ``token``,
-        ``expires_at`` and ``refresh_token`` are replaced as a whole (a new access token
-        never inherits the old refresh token). Expired and unreadable entries are dropped.
+        ``expires_at``, ``refresh_token`` and ``issued_at`` are replaced as a whole (a new
+        access token never inherits the old refresh token or issue time). Unreadable
+        entries are dropped, and so are expired ones that have no refresh token.
         """
 
         def apply(tokens: dict[Any, Any]) -> bool:

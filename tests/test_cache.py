@@ -253,6 +253,52 @@ def test_unknown_top_level_and_entry_keys_survive_a_rewrite(cache, path):
     assert doc["tokens"]["service-account/x"] == {"token": "sa", "expires_at": 0, "issuer": "other"}
 
 
+def test_put_replaces_issued_at_with_the_new_tokens_or_removes_it(cache, path):
+    """``issued_at`` belongs to the token: a new token must neither inherit the old one's
+    (it would halve the new token's refresh margin cap wrongly) nor lose its own."""
+    issued_old = datetime.fromtimestamp(int(time.time()) - 100, tz=timezone.utc)
+    issued_new = datetime.fromtimestamp(int(time.time()), tz=timezone.utc)
+    write_yaml(
+        path,
+        {"tokens": {KEY: {"token": "old", "expires_at": None, "x-note": "keep me"}}},
+    )
+    cache.put(KEY, tok("old", issued_at=issued_old))
+    cache.put(KEY, tok("new", issued_at=issued_new))
+    assert read_yaml(path)["tokens"][KEY]["issued_at"] == int(issued_new.timestamp())
+    assert cache.get(KEY).issued_at == issued_new
+    cache.put(KEY, tok("newer"))  # no issued_at: the old one must not survive
+    entry = read_yaml(path)["tokens"][KEY]
+    assert "issued_at" not in entry
+    assert entry["x-note"] == "keep me"
+    assert cache.get(KEY).issued_at is None
+
+
+def test_rewrite_keeps_expired_entries_that_have_a_refresh_token(cache, path):
+    """An expired access token with a refresh token still renews without a browser (a cron
+    job hours later), so no rewrite, for any key, may drop it."""
+    now = int(time.time())
+    write_yaml(
+        path,
+        {
+            "tokens": {
+                "cron": {"token": "a", "expires_at": now - 3600, "refresh_token": "r"},
+                "empty-refresh": {"token": "b", "expires_at": now - 10, "refresh_token": ""},
+                "bad-refresh": {"token": "c", "expires_at": now - 10, "refresh_token": 5},
+                "bad-expiry": {"token": "d", "expires_at": "soon", "refresh_token": "r"},
+            }
+        },
+    )
+    cache.put(KEY, tok())
+    assert list(read_yaml(path)["tokens"]) == ["cron", KEY]
+    assert cache.get("cron").refresh_token == "r"
+    # storing an already-expired token that can be refreshed keeps it too
+    expired = Token("x", future(-60), refresh_token="still-valid-refresh")
+    cache.put("other", expired)
+    assert cache.get("other") == expired
+    cache.remove(KEY)
+    assert list(read_yaml(path)["tokens"]) == ["cron", "other"]
+
+
 def test_rewrite_drops_expired_and_unreadable_entries_and_keeps_non_expiring(cache, path):
     now = int(time.time())
     write_yaml(
