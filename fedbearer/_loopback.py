@@ -173,6 +173,19 @@ class _Connection:
         self.deadline = deadline
 
 
+def _hosts_for(port: int) -> frozenset[str]:
+    """The ``Host`` header values that name this server (lower case).
+
+    Browsers leave out the scheme's default port (RFC 9110 §7.2), so with port 80 they send
+    ``Host: 127.0.0.1``: the port-less forms are then ours too.
+    """
+    names = ("127.0.0.1", "localhost", "[::1]")
+    hosts = {f"{name}:{port}" for name in names}
+    if port == 80:
+        hosts.update(names)
+    return frozenset(hosts)
+
+
 def _listen(port: int) -> socket.socket:
     """A non-blocking listening socket on IPv4 loopback, else on IPv6 loopback."""
     try:
@@ -275,7 +288,7 @@ class LoopbackServer:
         self._selector = selectors.DefaultSelector()
         self._connections = {}
         self.redirect_uri = redirect_uri_for(host, port)
-        self._allowed_hosts = frozenset({f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"})
+        self._allowed_hosts = _hosts_for(port)
         self._thread = threading.Thread(
             target=self._serve, args=(listener, wake[0]), name=f"fedbearer-loopback-{port}"
         )
@@ -428,12 +441,13 @@ class LoopbackServer:
                         conn = self._connections.get(key.fd)
                         if conn is not None and conn is key.data:  # not dropped meanwhile
                             self._guarded(conn, self._on_ready, conn, events)
-                if not released and self._page_ready.is_set():
-                    released = True
-                    for conn in list(self._connections.values()):
-                        if conn.state == "parked":
-                            self._guarded(conn, self._send_page, conn)
+                if not released:
+                    released = self._release_parked()
                 self._expire(time.monotonic())
+            if not released:
+                # finish() and close() may both have come after the check above and before
+                # the loop test: the parked connections still get their page.
+                self._release_parked()
             if accept_paused_until is None:
                 selector.unregister(listener)
             selector.unregister(wake)
@@ -442,6 +456,15 @@ class LoopbackServer:
             for conn in list(self._connections.values()):
                 self._drop(conn)
             selector.close()
+
+    def _release_parked(self) -> bool:
+        """Once the page is decided, send it to every parked connection; whether it was."""
+        if not self._page_ready.is_set():
+            return False
+        for conn in list(self._connections.values()):
+            if conn.state == "parked":
+                self._guarded(conn, self._send_page, conn)
+        return True
 
     def _guarded(self, conn: _Connection, step: Callable[..., None], *args: Any) -> None:
         """Run one step for ``conn``; whatever goes wrong ends that connection only."""

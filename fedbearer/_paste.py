@@ -64,11 +64,12 @@ def classify_paste(
 ) -> tuple[Optional[Callback], Optional[str]]:
     """Classify one pasted line: ``(decisive callback, None)`` or ``(None, explanation)``.
 
-    The URL must be for our redirect URI: scheme ``http``, our port, a loopback host and
-    the path ``/`` (or none). The host may be any of ``127.0.0.1``, ``localhost`` and
-    ``[::1]``: the loopback server accepts the same three in its ``Host`` check, so a
-    paste is accepted exactly when the same request would have been; what proves the
-    response is ours is the ``state``, checked in constant time by ``parse_callback``.
+    The URL must be for our redirect URI: scheme ``http``, our port (no port means 80, as
+    a browser shows it), a loopback host and the path ``/`` (or none). The host may be any
+    of ``127.0.0.1``, ``localhost`` and ``[::1]``: the loopback server accepts the same
+    three in its ``Host`` check, so a paste is accepted exactly when the same request would
+    have been; what proves the response is ours is the ``state``, checked in constant time
+    by ``parse_callback``.
     An empty line gives ``(None, None)``. Explanations never quote the pasted text.
     """
     text = _clean(text)
@@ -78,7 +79,8 @@ def classify_paste(
     where = f"http://{expected.netloc}/"
     try:
         parts = urlsplit(text)
-        port = parts.port
+        # A browser shows the default port 80 as no port at all, so that is what is copied.
+        port = 80 if parts.port is None else parts.port
     except ValueError:
         parts, port = None, None
     if parts is None or not parts.scheme or not parts.netloc:
@@ -90,7 +92,6 @@ def classify_paste(
         parts.scheme.lower() != "http"
         or (parts.hostname or "") not in _LOOPBACK_HOSTS
         or "@" in parts.netloc
-        or port is None
         or port != expected.port
         or parts.path not in ("", "/")
     ):

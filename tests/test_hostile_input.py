@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import fedbearer
 from fedbearer import Bearer, _login, _loopback
 from fedbearer._loopback import LoopbackServer
 from fedbearer.testing import ProgrammaticBrowser
@@ -229,6 +230,76 @@ def test_resets_and_half_open_connections_do_not_disturb_the_next_request(server
         half.sendall(get("/")[:10])
         half.close()
     assert status_of(exchange(port, get("/nothing"))) == 404
+
+
+@pytest.mark.parametrize("host", [b"127.0.0.1", b"localhost", b"[::1]", b"127.0.0.1:80"])
+def test_port_80_accepts_the_host_header_without_a_port(host):
+    """Browsers leave the default port out of ``Host``: with callback port 80 they send
+    ``Host: 127.0.0.1``, and that must reach the callback."""
+    try:
+        srv = LoopbackServer(state=STATE, issuers=frozenset(), port=80)
+        srv.start()
+    except fedbearer.ConfigurationError as exc:
+        pytest.skip(f"cannot listen on port 80 here: {exc}")
+    try:
+        assert srv.redirect_uri == "http://127.0.0.1:80"
+        stray = b"GET /robots.txt HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+        assert status_of(exchange(80, stray)) == 404  # not 400 "Wrong address"
+        query = urlencode({"state": STATE, "code": "c"}).encode()
+        with socket.create_connection(("127.0.0.1", 80), timeout=10) as sock:
+            sock.sendall(b"GET /?" + query + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+            assert srv.wait(time.monotonic() + 10).code == "c"
+            srv.finish(srv.success())
+            assert status_of(read_all(sock)) == 200
+        assert srv.stats.get("bad_host", 0) == 0
+    finally:
+        srv.close()
+
+
+def test_other_ports_refuse_a_host_header_without_the_port(server):
+    port = port_of(server)
+    for host in (b"127.0.0.1", b"localhost", b"127.0.0.1:80"):
+        raw = b"GET /robots.txt HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+        assert status_of(exchange(port, raw)) == 400
+    assert server.stats["bad_host"] == 3
+
+
+def test_finish_and_close_racing_the_release_check_still_send_the_page(monkeypatch):
+    """``finish()`` and ``close()`` both landing after the loop's page-release check and
+    before its ``while`` test: the parked (decisive) connection must still get its page."""
+    reached, go = threading.Event(), threading.Event()
+    original = LoopbackServer._expire
+
+    def expire_paused_once_parked(self, now):
+        if not go.is_set() and any(c.state == "parked" for c in self._connections.values()):
+            reached.set()
+            go.wait(10)  # the serving thread sits between the release check and the loop test
+        original(self, now)
+
+    monkeypatch.setattr(LoopbackServer, "_expire", expire_paused_once_parked)
+    srv = LoopbackServer(state=STATE, issuers=frozenset())
+    srv.start()
+    port = port_of(srv)
+    closer = threading.Thread(target=srv.close)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            raw = get("/?" + urlencode({"state": STATE, "error": "access_denied"}))
+            sock.sendall(raw.replace(HOST, f"127.0.0.1:{port}".encode()))
+            assert srv.wait(time.monotonic() + 10).error == "access_denied"
+            assert reached.wait(10)
+            srv.finish(srv.failure("Login denied", "refused", "again"))
+            closer.start()
+            assert wait_for(lambda: srv._stopping)
+            go.set()
+            reply = read_all(sock)
+        assert status_of(reply) == 400 and b"Login denied" in reply
+    finally:
+        go.set()
+        if closer.ident is None:
+            srv.close()
+        else:
+            closer.join(10)
+    assert login_threads() == []
 
 
 # ---------------------------------------------------------------------------- fuzzing

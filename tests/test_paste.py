@@ -110,6 +110,36 @@ def test_anything_else_gets_an_explanation_that_does_not_repeat_it(text, says):
     assert CODE not in explanation and STATE not in explanation and "t" * 43 not in explanation
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"http://127.0.0.1/?code={CODE}&state={STATE}",
+        f"http://localhost/?code={CODE}&state={STATE}",
+        f"http://[::1]/?code={CODE}&state={STATE}",
+        f"http://127.0.0.1?code={CODE}&state={STATE}",
+        f"http://127.0.0.1:80/?code={CODE}&state={STATE}",
+    ],
+)
+def test_with_callback_port_80_a_pasted_url_without_a_port_is_ours(text):
+    """The browser's address bar drops the default port: ``http://127.0.0.1:80/?...`` is
+    shown (and copied) as ``http://127.0.0.1/?...``."""
+    callback, explanation = classify_paste(
+        text, redirect_uri="http://127.0.0.1:80", state=STATE, issuers=ISSUERS
+    )
+    assert explanation is None
+    assert callback is not None and callback.kind is CallbackKind.CODE and callback.code == CODE
+
+
+def test_with_callback_port_80_other_ports_are_still_refused():
+    callback, explanation = classify_paste(
+        f"http://127.0.0.1:8080/?code={CODE}&state={STATE}",
+        redirect_uri="http://127.0.0.1:80",
+        state=STATE,
+        issuers=ISSUERS,
+    )
+    assert callback is None and explanation is not None and "not this login's" in explanation
+
+
 @pytest.mark.parametrize("text", ["", "   ", "\r", "\x1b[200~\x1b[201~"])
 def test_an_empty_line_is_ignored_silently(text):
     assert classify(text) == (None, None)
