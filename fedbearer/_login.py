@@ -139,6 +139,10 @@ def post_token_request(
     adapters out of the exchange, while ``responses`` mocks in users' tests still see it.
     """
     timeout = _remaining(deadline)
+    if deadline is None:
+        # No login deadline (a refresh, or timeout=None): the socket timeouts bound each read
+        # only, and a server dripping its answer would hold the caller for ever.
+        deadline = time.monotonic() + TOKEN_REQUEST_TIMEOUT
     requested_at = _clock.now()
     with requests.Session() as session:
         session.auth = _NoAuth()
@@ -352,9 +356,11 @@ def authorize(
     paste reader is stopped, the port is released and the server's threads are joined
     before this returns.
     """
-    # Imported here: http.server and friends are needed only while a login runs.
+    # Imported here: the loopback server (selectors, email.utils), environment and browser
+    # detection (dataclasses) and the paste reader are needed only while a login runs.
     from ._browser import choose_browser, launch
-    from ._environment import callback_port_from_env, detect_environment
+    from ._environment import detect_environment
+    from ._envvars import callback_port_from_env
     from ._loopback import LoopbackServer
     from ._paste import PasteReader, start_paste_reader
 

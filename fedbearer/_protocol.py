@@ -432,7 +432,8 @@ def token_error(status: int, body: bytes, *, secrets_: tuple[str, ...] = ()) -> 
     """The typed error for a failed token response (RFC 6749 §5.2).
 
     Only the error code, a bounded description with ``secrets_`` scrubbed out, and the
-    status make it into the message; the body itself never does.
+    status make it into the message; the body itself never does. ``error_uri`` is
+    scrubbed like the description: a server may echo the request into it too.
     """
     data = _json_object(body)
     error = data.get("error") if data is not None else None
@@ -452,7 +453,7 @@ def token_error(status: int, body: bytes, *, secrets_: tuple[str, ...] = ()) -> 
     raw_desc = data.get("error_description")
     desc = scrub(_clean_text(raw_desc if isinstance(raw_desc, str) else None, 300), secrets_)
     raw_uri = data.get("error_uri")
-    uri = _clean_text(raw_uri if isinstance(raw_uri, str) else None, 300)
+    uri = scrub(_clean_text(raw_uri if isinstance(raw_uri, str) else None, 300), secrets_)
     cls, hint = _TOKEN_ERRORS.get(code, (TokenEndpointError, "check the federation settings"))
     detail = f"{code}: {desc}" if desc else code
     return cls(

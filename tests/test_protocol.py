@@ -313,6 +313,21 @@ def test_token_error_text_never_contains_the_secrets_the_server_echoes():
     assert "SECRETCODE1" not in (info.value.error_description or "")
 
 
+def test_token_error_uri_is_scrubbed_of_the_secrets_the_server_echoes():
+    body = _body(
+        {
+            "error": "invalid_grant",
+            "error_uri": "https://fed.example/help?code=SECRETCODE1&verifier=VERIFIER22",
+        }
+    )
+    with pytest.raises(InvalidGrantError) as info:
+        parse_token_response(400, body, requested_at=0.0, secrets_=("SECRETCODE1", "VERIFIER22"))
+    uri = info.value.error_uri or ""
+    assert uri.startswith("https://fed.example/help?code=")
+    assert "SECRETCODE1" not in uri and "VERIFIER22" not in uri
+    assert "SECRETCODE1" not in repr(info.value) and "SECRETCODE1" not in str(info.value)
+
+
 def test_error_body_is_never_quoted_in_the_message():
     body = b"<html>access_token=LEAKY123 debug dump</html>"
     with pytest.raises(TokenEndpointError) as info:

@@ -342,6 +342,37 @@ def test_token_call_is_bounded_and_typed_whatever_the_socket_does(behaviour, err
     assert code not in text and verifier not in text
 
 
+def test_token_call_without_a_deadline_is_still_bounded_overall(monkeypatch):
+    """``timeout=None`` (no login deadline): a server that drips its answer forever must not
+    hold the caller for ever; TOKEN_REQUEST_TIMEOUT bounds the whole call, not each read."""
+    monkeypatch.setattr(_login, "TOKEN_REQUEST_TIMEOUT", 1.0)
+    code = "the-code-" + "c" * 30
+    body = _protocol.authorization_code_body(
+        code=code, redirect_uri="http://127.0.0.1:1", client_id="c", verifier="v" * 43
+    )
+    server = RawServer(lambda conn: None)
+    server.behave = trickle_forever(server)
+    outcome: dict[str, BaseException] = {}
+
+    def call() -> None:
+        try:
+            _login.post_token_request(
+                server.url, body, deadline=None, verify=True, secrets_=(code,)
+            )
+        except BaseException as exc:  # examined below
+            outcome["error"] = exc
+
+    with server:
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(6)
+        ended = not caller.is_alive()
+    caller.join(15)
+    assert ended, "the token call without a deadline was not bounded"
+    assert isinstance(outcome.get("error"), LoginTimeoutError), outcome
+    assert code not in str(outcome["error"])
+
+
 def test_unreachable_token_endpoint_names_it_and_no_secret(monkeypatch):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
