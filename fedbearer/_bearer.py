@@ -107,8 +107,9 @@ class Bearer:
         #: Where ``interactive`` came from, for the error message when it is off.
         self._interactive_source = "interactive=False"
         if interactive is None:
-            # Imported here: the environment module is needed by logins, not by import.
-            from ._environment import INTERACTIVE_ENV, interactive_from_env
+            # Imported here, from the light module: _environment (dataclasses, inspect) is
+            # needed by logins, not by constructing a bearer.
+            from ._envvars import INTERACTIVE_ENV, interactive_from_env
 
             interactive = interactive_from_env()
             self._interactive_source = f"{INTERACTIVE_ENV}={os.environ.get(INTERACTIVE_ENV, '')}"

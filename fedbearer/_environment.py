@@ -5,9 +5,10 @@
 login decide from that value alone. Every input can be passed in, so tests fake an SSH
 session or a WSL distribution without touching the real process.
 
-Also here: the two settings read from environment variables,
+Also available here: the two settings read from environment variables,
 ``FEDBEARER_CALLBACK_PORT`` (:func:`callback_port_from_env`) and ``FEDBEARER_INTERACTIVE``
-(:func:`interactive_from_env`).
+(:func:`interactive_from_env`), defined in the light :mod:`fedbearer._envvars` (constructing
+a bearer reads the second, and must not pay for ``dataclasses`` here) and re-exported.
 """
 
 from __future__ import annotations
@@ -18,12 +19,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ._exceptions import ConfigurationError
+from ._envvars import (
+    CALLBACK_PORT_ENV,
+    INTERACTIVE_ENV,
+    callback_port_from_env,
+    interactive_from_env,
+)
+from ._envvars import port_number as _port_number
 
-#: Environment variable: fixed callback port when none is passed (``0``: any free port).
-CALLBACK_PORT_ENV = "FEDBEARER_CALLBACK_PORT"
-#: Environment variable: ``0`` disables interactive logins (cron, CI); ``1`` is the default.
-INTERACTIVE_ENV = "FEDBEARER_INTERACTIVE"
+__all__ = [
+    "CALLBACK_PORT_ENV",
+    "DISPLAY_VARIABLES",
+    "INTERACTIVE_ENV",
+    "SSH_VARIABLES",
+    "WSL_VARIABLES",
+    "Environment",
+    "callback_port_from_env",
+    "detect_environment",
+    "interactive_from_env",
+]
 
 #: Set by OpenSSH's sshd in the sessions it starts (``SSH_TTY`` only with a terminal).
 SSH_VARIABLES = ("SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY")
@@ -35,9 +49,6 @@ WSL_VARIABLES = ("WSL_DISTRO_NAME", "WSL_INTEROP")
 # Platforms whose desktop does not announce itself through DISPLAY: a macOS or Windows
 # session always has one (an SSH session into them is detected separately).
 _DESKTOP_PLATFORMS = ("darwin", "win32", "cygwin", "msys")
-
-_FALSE = frozenset({"0", "false", "no", "off"})
-_TRUE = frozenset({"1", "true", "yes", "on", ""})
 
 
 @dataclass(frozen=True)
@@ -83,14 +94,6 @@ def _ssh_server(env: Mapping[str, str]) -> tuple[Optional[str], Optional[int]]:
     host, port_text = fields[2], fields[3]
     port = _port_number(port_text)
     return host, port if port else None
-
-
-def _port_number(text: str) -> Optional[int]:
-    """A decimal port 0-65535 in ASCII digits, or ``None``."""
-    if not (text.isascii() and text.isdigit() and len(text) <= 5):
-        return None
-    value = int(text)
-    return value if value <= 65535 else None
 
 
 def _read_proc_version() -> str:
@@ -155,37 +158,4 @@ def detect_environment(
         ),
         browser=browser,
         path=env.get("PATH"),
-    )
-
-
-def callback_port_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[int]:
-    """``FEDBEARER_CALLBACK_PORT`` as a port number, or ``None`` when unset or empty.
-
-    A value that is not a port number 0-65535 is a :class:`~fedbearer.ConfigurationError`
-    rather than silently a random port: a user who set it is relying on an ``ssh -L``
-    forward to that port.
-    """
-    env = os.environ if env is None else env
-    raw = env.get(CALLBACK_PORT_ENV, "").strip()
-    if not raw:
-        return None
-    port = _port_number(raw)
-    if port is None:
-        raise ConfigurationError(
-            f"{CALLBACK_PORT_ENV} must be a port number 0-65535 (0: any free port), "
-            f"not {raw[:20]!r}"
-        )
-    return port
-
-
-def interactive_from_env(env: Optional[Mapping[str, str]] = None) -> bool:
-    """``FEDBEARER_INTERACTIVE``: ``0``/``false``/``no``/``off`` disable logins; default on."""
-    env = os.environ if env is None else env
-    raw = env.get(INTERACTIVE_ENV, "").strip().lower()
-    if raw in _FALSE:
-        return False
-    if raw in _TRUE:
-        return True
-    raise ConfigurationError(
-        f"{INTERACTIVE_ENV} must be 0 (no interactive logins) or 1, not {raw[:20]!r}"
     )

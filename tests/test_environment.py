@@ -250,3 +250,30 @@ def test_import_fedbearer_stays_cheap():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_constructing_an_auth_does_not_import_dataclasses_or_inspect():
+    """``interactive_from_env`` runs in every constructor: it lives in the light
+    ``_envvars`` module, so constructing costs no ``dataclasses``/``inspect`` import."""
+    code = (
+        "import sys, fedbearer; fedbearer.FederationAuth('c', 'auth.example.com', 'f'); "
+        "fedbearer.Bearer('p', 'c', 'auth.example.com', 'f'); "
+        "print(sorted(m for m in ('dataclasses', 'inspect', 'fedbearer._environment') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_env_readers_are_the_same_objects_from_both_modules():
+    from fedbearer import _environment, _envvars
+
+    for name in (
+        "CALLBACK_PORT_ENV",
+        "INTERACTIVE_ENV",
+        "callback_port_from_env",
+        "interactive_from_env",
+    ):
+        assert getattr(_environment, name) is getattr(_envvars, name)
