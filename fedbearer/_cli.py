@@ -657,10 +657,53 @@ def _cmd_login(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """For the duration, file descriptor 1 and ``sys.stdout`` both lead to stderr.
+
+    ``fedbearer token``'s stdout is for the token alone, and ``$(fedbearer token)`` reads
+    it to its end. A browser launched during the login inherits descriptor 1: Chrome
+    prints "Opening in existing browser session." to it, and a browser process that lives
+    on would hold the pipe open, and the command substitution with it. Both are restored
+    on the way out, whatever ends the block (an error, Ctrl-C).
+    """
+    saved_stdout = sys.stdout
+    with contextlib.suppress(Exception):
+        saved_stdout.flush()
+    saved_fd: Optional[int] = None
+    # Not inheritable: no child gets the real stdout through the copy. No descriptor 1 at
+    # all (OSError): nothing a child could write to.
+    with contextlib.suppress(OSError):
+        saved_fd = os.dup(1)
+    try:
+        if saved_fd is not None:
+            try:
+                os.dup2(2, 1)
+            except OSError:  # no stderr either: the browser's chatter goes nowhere
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, 1)
+                finally:
+                    os.close(devnull)
+        if sys.stderr is not None:
+            sys.stdout = sys.stderr
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        sys.stdout = saved_stdout
+        if saved_fd is not None:
+            try:
+                os.dup2(saved_fd, 1)
+            finally:
+                os.close(saved_fd)
+
+
 def _cmd_token(args: argparse.Namespace) -> int:
     identity = _identity(args, need_client_id=True)
     cache = _file_cache(args)
-    token, how = _obtain(args, identity, cache)
+    with _stdout_to_stderr():
+        token, how = _obtain(args, identity, cache)
     if how != "cached":
         verb = "Logged in" if how == "login" else "Renewed the token"
         print(f"{verb}: {identity.describe()}; token {_expiry(token)}.", file=sys.stderr)

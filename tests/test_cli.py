@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from fedbearer import Token, _clock
+from fedbearer import LoginTimeoutError, Token, _clock
 from fedbearer._cache import FileTokenCache, cache_key
 from fedbearer._cli import (
     EXIT_FAILURE,
@@ -582,6 +582,110 @@ def test_cli_process_logs_in_with_browser_and_prints_only_the_token(
     assert token not in result.stderr
     status = run_cli("status", env=dict(os.environ))
     assert key_of(local_federation) in status.stdout and token not in status.stdout
+
+
+NOISY_BROWSER_SCRIPT = """\
+import sys
+from fedbearer.testing import ProgrammaticBrowser
+
+# What Chrome prints, to the stdout it inherited, when a window is already open.
+print("Opening in existing browser session.", flush=True)
+browser = ProgrammaticBrowser()
+browser(sys.argv[1])
+sys.exit(0 if browser.join(10) and browser.error is None else 1)
+"""
+
+LINGERING_BROWSER_SCRIPT = """\
+import subprocess
+import sys
+from fedbearer.testing import ProgrammaticBrowser
+
+# A browser that leaves a long-lived process behind, holding the stdout it inherited
+# (a real browser's helper processes do); its PID goes to argv[2] for the test to end it.
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+with open(sys.argv[2], "w") as f:
+    f.write(str(child.pid))
+browser = ProgrammaticBrowser()
+browser(sys.argv[1])
+sys.exit(0 if browser.join(10) and browser.error is None else 1)
+"""
+
+
+def test_token_stdout_is_only_the_token_when_the_browser_prints_to_stdout(
+    local_federation, tmp_path, isolated_env
+):
+    script = tmp_path / "noisy_browser.py"
+    script.write_text(NOISY_BROWSER_SCRIPT)
+    env = {**os.environ, "BROWSER": f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} %s"}
+    result = run_cli("token", *flags(local_federation), env=env)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.removesuffix("\n")
+    assert result.stdout == token + "\n" and local_federation.is_valid(token)
+    assert "Opening in existing browser session." in result.stderr  # moved, not lost
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups and pipes")
+def test_token_returns_promptly_when_a_browser_child_keeps_running(
+    local_federation, tmp_path, isolated_env
+):
+    """``$(fedbearer token)`` reads stdout to its end: a browser process that inherited
+    stdout and lives on would hold the command substitution open until it exits."""
+    script = tmp_path / "lingering_browser.py"
+    script.write_text(LINGERING_BROWSER_SCRIPT)
+    pid_file = tmp_path / "child.pid"
+    browser = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} %s {pid_file}"
+    env = {**os.environ, "BROWSER": browser}
+    # stderr to a file, as a terminal would be for $(...): only stdout is read to its end.
+    with open(tmp_path / "stderr.txt", "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fedbearer", "token", *flags(local_federation)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
+        try:
+            started = time.monotonic()
+            out, _ = process.communicate(timeout=20)
+            elapsed = time.monotonic() - started
+        except subprocess.TimeoutExpired:
+            out, elapsed = None, None
+        finally:
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+    assert out is not None, "stdout stayed open while the browser's child lived on"
+    assert process.returncode == 0, (tmp_path / "stderr.txt").read_text()
+    token = out.decode().removesuffix("\n")
+    assert out.decode() == token + "\n" and local_federation.is_valid(token)
+    assert elapsed < 15
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, LoginTimeoutError])
+def test_token_points_stdout_at_stderr_during_the_login_and_restores_it(
+    local_federation, monkeypatch, capsys, failure
+):
+    """While ``token`` logs in, fd 1 and ``sys.stdout`` are stderr (what a browser child
+    inherits); afterwards they are stdout again, whatever ended the login."""
+    from fedbearer import _cli
+
+    stdout_before, fd1_before = sys.stdout, os.fstat(1)
+    seen = {}
+
+    def obtain(*args):
+        seen["fd1_is_stderr"] = os.path.samestat(os.fstat(1), os.fstat(2))
+        seen["stdout_is_stderr"] = sys.stdout is sys.stderr
+        raise failure("stop here")
+
+    monkeypatch.setattr(_cli, "_obtain", obtain)
+    status = main(["token", *flags(local_federation)])
+    assert status == (EXIT_INTERRUPTED if failure is KeyboardInterrupt else EXIT_FAILURE)
+    assert seen == {"fd1_is_stderr": True, "stdout_is_stderr": True}
+    assert sys.stdout is stdout_before
+    assert os.path.samestat(os.fstat(1), fd1_before)
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.interop
