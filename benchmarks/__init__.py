@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks            # everything, about two minutes on 2 cores
+    python -m benchmarks            # everything, about 30 s on 2 cores
     python -m benchmarks --quick    # fewer rounds, for a smoke check
     python -m benchmarks hot_path login   # only some of them
 
