@@ -323,7 +323,7 @@ class FederationAuth(AuthBase):
         if _clock.now() >= renew_at:
             header = self._renewed_header(token)
         r.headers["Authorization"] = header
-        resent = [False]  # per request: redirect hops share this hook, not the instance
+        resent = [0]  # per request: redirect hops share this hook, not the instance
 
         def on_response(response: requests.Response, **kwargs: Any) -> requests.Response:
             if response.status_code in REFRESH_STATUSES:
@@ -340,7 +340,7 @@ class FederationAuth(AuthBase):
         self,
         response: requests.Response,
         sent_header: str,
-        resent: list[bool],
+        resent: list[int],
         send_kwargs: dict[str, Any],
     ) -> requests.Response:
         request = response.request
@@ -348,7 +348,7 @@ class FederationAuth(AuthBase):
             # Our token was not on this request: requests strips it on a redirect to
             # another host, so that host's 401 says nothing about our token.
             return response
-        if resent[0] or sent_header == self._distrusted:
+        if resent[0] >= MAX_RESENDS or sent_header == self._distrusted:
             return response
         if not _bearer_challenge(response):
             log.debug("401 without a Bearer challenge: not about our token, not renewing")
@@ -356,7 +356,7 @@ class FederationAuth(AuthBase):
         if _insufficient_scope(response):
             log.debug("401 insufficient_scope: a permission problem, not renewing")
             return response
-        resent[0] = True
+        resent[0] += 1
         self._renew(sent_header[len("Bearer ") :], rejected=True)
         new_header = self._current[1]
         body: Any = request.body  # typed bytes | str, but requests passes files and generators

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import IO, TYPE_CHECKING, Optional
+from typing import IO, TYPE_CHECKING, Any, Optional
 
 from ._exceptions import ConfigurationError, InteractionRequiredError
 from ._login import (
@@ -27,7 +27,9 @@ from ._token import Token
 if TYPE_CHECKING:
     from ._browser import Opener
 
-_UNSET: float = -1.0  # sentinel: "use the bearer's timeout" (None means no limit)
+# Sentinel for "use the bearer's timeout": None already means "no limit", and a number
+# used as a marker would silently swallow that number when a caller passed it.
+_UNSET: Any = object()
 
 
 class Bearer:
@@ -185,7 +187,7 @@ class Receiver:
             profile_name=b.profile_name,
             writer=b.writer,
             no_browser_open=b.no_browser_open,
-            timeout=b.timeout if timeout == _UNSET else timeout,
+            timeout=b.timeout if timeout is _UNSET else timeout,
             port=b.port,
             opener=b.opener,
             verify=b.verify,

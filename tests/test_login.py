@@ -540,3 +540,8 @@ def test_bearer_repr_and_name():
     b = Bearer("p", "client", "auth.example.com", "fid")
     assert b.name == "federation/auth.example.com/fid/p"
     assert "client" in repr(b) and "https://auth.example.com" in repr(b)
+
+
+def test_fetch_rejects_a_bad_timeout_instead_of_using_the_default(federation):
+    with pytest.raises(ConfigurationError):
+        bearer_for(federation, opener=lambda url: True).receiver().fetch(timeout=-1)
