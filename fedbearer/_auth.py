@@ -25,8 +25,10 @@ from requests.utils import rewind_body
 
 from . import _clock
 from ._bearer import Bearer
+from ._challenge import bearer_error
 from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
 from ._login import DEFAULT_LOGIN_TIMEOUT, Verify
+from ._protocol import is_loopback_host
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
@@ -114,16 +116,6 @@ _Snapshot = tuple[Optional[Token], str, float]
 _EMPTY: _Snapshot = (None, "", -math.inf)
 
 
-def _bearer_challenge(response: requests.Response) -> bool:
-    """Whether a 401 can be about a Bearer token (RFC 6750 §3).
-
-    A challenge naming only other schemes (Basic, Negotiate, ...) is not; a 401 without any
-    challenge is taken as ours, since many APIs omit it.
-    """
-    challenge = response.headers.get("WWW-Authenticate")
-    return challenge is None or "bearer" in challenge.lower()
-
-
 def _copy_error(exc: FedbearerError) -> FedbearerError:
     """A copy of ``exc`` with the same message and attributes, and no traceback.
 
@@ -134,11 +126,6 @@ def _copy_error(exc: FedbearerError) -> FedbearerError:
     clone.args = exc.args
     clone.__dict__.update(exc.__dict__)
     return clone
-
-
-def _insufficient_scope(response: requests.Response) -> bool:
-    challenge = response.headers.get("WWW-Authenticate", "")
-    return "insufficient_scope" in challenge.replace(" ", "").lower()
 
 
 class FederationAuth(AuthBase):
@@ -152,9 +139,11 @@ class FederationAuth(AuthBase):
     login) and the request is resent once.
 
     ``hosts`` limits which origins receive the token (``"api.example.com"``,
-    ``"https://api.example.com:8443"``); other requests pass untouched. Without it the token
-    goes to whatever host the session calls, but a 401 only counts when it comes from the
-    origin the token was sent to, and ``requests`` drops the header on cross-host
+    ``"https://api.example.com:8443"``; ``"http://..."`` only when named so); other requests
+    pass untouched. Without it the token goes to any ``https://`` origin the session calls
+    and to plain ``http://`` only on this machine (loopback): a plain-HTTP request elsewhere
+    is sent without it, with one warning per origin. A 401 only counts when it comes from
+    the origin the token was sent to, and ``requests`` drops the header on cross-host
     redirects.
 
     ``cache`` is where tokens persist between processes: by default the Nebius CLI's
@@ -183,6 +172,7 @@ class FederationAuth(AuthBase):
         verify: Verify = True,
         interactive: Optional[bool] = None,
         app_name: str = "fedbearer",
+        allow_insecure_http: bool = False,
     ) -> None:
         bearer = Bearer(
             profile,
@@ -196,6 +186,7 @@ class FederationAuth(AuthBase):
             opener=opener,
             verify=verify,
             app_name=app_name,
+            allow_insecure_http=allow_insecure_http,
             # None leaves the choice to Bearer's default (the environment).
             **({} if interactive is None else {"interactive": interactive}),
         )
@@ -265,6 +256,7 @@ class FederationAuth(AuthBase):
         self._cache_setting = cache
         self._cache: Any = None
         self._lock = threading.Lock()
+        self._distrust_lock = threading.Lock()
         # Renewal attempts that failed, and the last failure: callers that were already
         # waiting when an attempt failed share its error instead of each opening a browser.
         self._failures = 0
@@ -275,12 +267,15 @@ class FederationAuth(AuthBase):
         # A token that was rejected right after a renewal for a 401: the server rejects
         # even fresh tokens, so more 401s for it do not start more logins.
         self._distrusted = ""
+        # Plain-HTTP origins already warned about (one warning each, not one per request).
+        self._refused_origins: set[str] = set()
 
     # ------------------------------------------------------------------ pickling
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]
+        del state["_distrust_lock"]
         state["_current"] = _EMPTY
         state["_distrusted"] = ""
         state["_cache"] = None
@@ -291,6 +286,7 @@ class FederationAuth(AuthBase):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._distrust_lock = threading.Lock()
 
     def __repr__(self) -> str:
         b = self.bearer
@@ -313,12 +309,14 @@ class FederationAuth(AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         hosts = self.hosts
+        url = r.url or ""
         if hosts is not None:
-            url = r.url or ""
             # A prefix test first: most requests go to a configured host, and
             # str.startswith is several times cheaper than working out the origin.
             if not url.startswith(_origin_prefixes(hosts)) and _origin_of(url) not in hosts:
                 return r
+        elif not url.startswith("https://") and not self._plain_http_ok(url):
+            return r
         token, header, renew_at = self._current
         if _clock.now() >= renew_at:
             header = self._renewed_header(token)
@@ -333,6 +331,25 @@ class FederationAuth(AuthBase):
 
         r.hooks["response"].append(on_response)
         return r
+
+    def _plain_http_ok(self, url: str) -> bool:
+        """Whether a request that is not ``https://`` may carry the token (``hosts`` unset).
+
+        Only to this machine: a plain-HTTP origin elsewhere would expose the token to the
+        network, so it must be named in ``hosts`` (RFC 6750 §5.3: TLS is mandatory).
+        """
+        origin = _origin_of(url)
+        scheme, _, netloc = origin.partition("://")
+        if scheme == "http" and is_loopback_host(netloc.rpartition(":")[0]):
+            return True
+        if origin not in self._refused_origins:
+            self._refused_origins.add(origin)
+            log.warning(
+                "not sending the token to %s: it is not https:// and not this machine; "
+                "name it in FederationAuth(hosts=[...]) if plain HTTP there is intended",
+                origin,
+            )
+        return False
 
     # ------------------------------------------------------------------ 401
 
@@ -350,11 +367,9 @@ class FederationAuth(AuthBase):
             return response
         if resent[0] >= MAX_RESENDS or sent_header == self._distrusted:
             return response
-        if not _bearer_challenge(response):
-            log.debug("401 without a Bearer challenge: not about our token, not renewing")
-            return response
-        if _insufficient_scope(response):
-            log.debug("401 insufficient_scope: a permission problem, not renewing")
+        reason = bearer_error(response.headers.get("WWW-Authenticate"))
+        if reason is not None:
+            log.debug("401 challenge names %s: not about our token, not renewing", reason)
             return response
         resent[0] += 1
         self._renew(sent_header[len("Bearer ") :], rejected=True)
@@ -385,16 +400,23 @@ class FederationAuth(AuthBase):
         resent_response: requests.Response = connection.send(retry, **send_kwargs)
         resent_response.history.append(response)
         resent_response.request = retry
-        if resent_response.status_code in REFRESH_STATUSES:
+        if resent_response.status_code in REFRESH_STATUSES and self._distrust(new_header):
             # Even the new token is refused: renewing again would only open the browser
             # again. Keep it; its expiry, or a later token, ends this.
-            self._distrusted = new_header
             log.warning(
                 "%s %s was refused (401) with a fresh token too; not renewing again for it",
                 request.method,
                 _origin_of(request.url or ""),
             )
         return resent_response
+
+    def _distrust(self, header: str) -> bool:
+        """Stop renewing for 401s to ``header``; True only for the first caller to say so,
+        so that the threads that were resent together log one warning between them."""
+        with self._distrust_lock:
+            first = self._distrusted != header
+            self._distrusted = header
+        return first
 
     # ------------------------------------------------------------------ renewal
 

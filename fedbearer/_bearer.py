@@ -11,6 +11,7 @@ import os
 import shlex
 from typing import IO, TYPE_CHECKING, Any, Optional
 
+from ._cache import cache_key
 from ._exceptions import ConfigurationError, InteractionRequiredError
 from ._login import (
     DEFAULT_LOGIN_TIMEOUT,
@@ -65,6 +66,13 @@ class Bearer:
         from ``$FEDBEARER_INTERACTIVE`` (``0`` disables), else True; read here, once.
     ``app_name``
         Shown on the browser pages.
+    ``allow_insecure_http``
+        Accept an ``http://`` federation endpoint on another machine. Off by default: the
+        code and tokens would cross the network unencrypted. Loopback endpoints
+        (``http://127.0.0.1:…``, ``http://localhost:…``) never need it.
+
+    ``profile_name`` and ``federation_id`` may not contain ``/``: the token cache key
+    (:func:`~fedbearer.cache_key`) would become ambiguous.
     """
 
     def __init__(
@@ -82,6 +90,7 @@ class Bearer:
         verify: Verify = True,
         interactive: Optional[bool] = None,
         app_name: str = "fedbearer",
+        allow_insecure_http: bool = False,
     ) -> None:
         if not isinstance(profile_name, str) or not profile_name:
             raise ConfigurationError("profile_name is empty; pass a profile name such as 'default'")
@@ -95,7 +104,12 @@ class Bearer:
         self.client_id = check_client_id(client_id)
         self.federation_endpoint = federation_endpoint
         self.federation_id = federation_id
-        self.federation: Federation = federation_for(federation_endpoint)
+        self.federation: Federation = federation_for(
+            federation_endpoint, allow_insecure_http=allow_insecure_http
+        )
+        self.allow_insecure_http = allow_insecure_http
+        #: The token cache key: ``federation/<endpoint>/<id>/<profile>``, strings as configured.
+        self.name = cache_key(federation_endpoint, federation_id, profile_name)
         self.writer = writer
         self.no_browser_open = no_browser_open
         self.timeout = check_timeout(timeout)
@@ -117,11 +131,6 @@ class Bearer:
             self._interactive_source = f"{INTERACTIVE_ENV}={os.environ.get(INTERACTIVE_ENV, '')}"
         self.interactive = interactive
         self.app_name = app_name
-
-    @property
-    def name(self) -> str:
-        """The token cache key: ``federation/<endpoint>/<id>/<profile>``, strings as configured."""
-        return f"federation/{self.federation_endpoint}/{self.federation_id}/{self.profile_name}"
 
     def receiver(self) -> Receiver:
         """A receiver that runs one interactive login per :meth:`Receiver.fetch`."""
@@ -192,6 +201,7 @@ class Receiver:
             opener=b.opener,
             verify=b.verify,
             app_name=b.app_name,
+            allow_insecure_http=b.allow_insecure_http,
         )
 
     def __repr__(self) -> str:

@@ -40,7 +40,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 
 from . import _clock
-from ._exceptions import TokenDataError
+from ._exceptions import ConfigurationError, TokenDataError
 from ._token import Token
 
 __all__ = [
@@ -57,6 +57,11 @@ __all__ = [
 
 #: The reference's cache file; ``~`` is expanded at each use, so ``$HOME`` changes apply.
 DEFAULT_CACHE_FILE = "~/.nebius/credentials.yaml"
+
+#: Largest cache file read, in bytes. A real one holds a few kilobytes per profile; a larger
+#: file is treated as unreadable (a miss, a warning, its bytes kept), so a request never
+#: waits for megabytes of YAML.
+MAX_CACHE_FILE_BYTES = 1 << 20
 
 #: Seconds to wait for the cache file's lock: the reference's value. Holders keep it for
 #: milliseconds, so a longer wait means a stuck process, and a login beats waiting longer.
@@ -89,8 +94,32 @@ def cache_key(federation_endpoint: str, federation_id: str, profile: str) -> str
 
     No normalisation (no scheme added, no trailing slash removed): the Nebius CLI and SDKs use
     the configured strings verbatim, and the same token must be found under the same key.
+    The format is theirs too; it stays unambiguous because ``federation_id`` and ``profile``
+    may not contain ``/`` (else ``("fed", "A/p")`` and ``("fed/A", "p")`` would share a key
+    and one identity would use another's token): that is a
+    :class:`~fedbearer.ConfigurationError`, as is a control character anywhere in the key.
     """
-    return f"federation/{federation_endpoint}/{federation_id}/{profile}"
+    for name, value in (("federation_id", federation_id), ("profile", profile)):
+        if "/" in value:
+            raise ConfigurationError(
+                f"{name} {value[:100]!r} contains '/', which would make its token cache key "
+                f"ambiguous (federation/<endpoint>/<id>/<profile>); choose a {name} without '/'"
+            )
+    if federation_endpoint != federation_endpoint.strip() or federation_endpoint.endswith("/"):
+        warnings.warn(
+            f"federation_endpoint {federation_endpoint!r} has surrounding white space or a "
+            "trailing '/': the token cache key uses it as written, as the Nebius CLI does, so "
+            "it does not share tokens with the same endpoint written without them",
+            TokenCacheWarning,
+            stacklevel=_caller_level(),
+        )
+    key = f"federation/{federation_endpoint}/{federation_id}/{profile}"
+    if not key.isprintable():
+        raise ConfigurationError(
+            "federation_endpoint, federation_id and profile must not contain control "
+            "characters or line breaks"
+        )
+    return key
 
 
 @runtime_checkable
@@ -255,13 +284,51 @@ def _acquire(path: str, flags: int, timeout: Optional[float], poll_max: float) -
 
 
 def _read_fd(fd: int) -> bytes:
+    """The whole file, or a ``too-large`` fault once it passes :data:`MAX_CACHE_FILE_BYTES`
+    (checked while reading, so a huge file costs one chunk, not its size)."""
     os.lseek(fd, 0, os.SEEK_SET)
     chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = os.read(fd, 65536)
         if not chunk:
             return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_CACHE_FILE_BYTES:
+            raise _Fault(
+                "too-large",
+                f"is larger than {MAX_CACHE_FILE_BYTES // 1024} KiB, far beyond any token cache",
+            )
         chunks.append(chunk)
+
+
+def _back_up(fd: int, path: str) -> str:
+    """Copy every byte of the locked file to a new ``<path>.unreadable-<UTC time>`` (0600).
+
+    The cache file itself is rewritten in place afterwards (never renamed: see the module
+    docstring), so the backup is a copy, made durable before the original is touched.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(_clock.now()))
+    for attempt in range(100):
+        backup = f"{path}.unreadable-{stamp}" + (f"-{attempt}" if attempt else "")
+        try:
+            bfd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            while chunk := os.read(fd, 1 << 20):
+                _write_all(bfd, chunk)
+            os.fsync(bfd)
+        except BaseException:
+            os.close(bfd)
+            with contextlib.suppress(OSError):
+                os.unlink(backup)
+            raise
+        os.close(bfd)
+        _fsync_dir(os.path.dirname(backup))
+        return backup
+    raise _Fault("backup", "could not be backed up (100 backups of it exist already)")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -504,7 +571,10 @@ def _load(
     still truncated. Believing it would make us drop every entry, and its late flush would
     then land on top of our write. ``settle=False`` for a file we have just created.
     """
-    data = _recover(fd, path, _read_fd(fd), writable)
+    try:
+        data = _recover(fd, path, _read_fd(fd), writable)
+    except _Fault as fault:  # too large: unusable, and its bytes stay where they are
+        return b"", fault
     parsed = _try_parse(data)
     if (isinstance(parsed, dict) and data.strip()) or not settle or not _modified_lately(fd):
         return data, parsed
@@ -513,12 +583,41 @@ def _load(
     while time.monotonic() < deadline:
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
-        again = _read_fd(fd)
+        try:
+            again = _read_fd(fd)
+        except _Fault as fault:
+            return b"", fault
         if again != data:
             data, parsed = again, _try_parse(again)
             if isinstance(parsed, dict) and data.strip():
                 break
     return data, parsed
+
+
+def _is_token_cache(doc: dict[Any, Any]) -> bool:
+    """Whether a parsed file is a token cache: empty, or holding the ``tokens`` mapping."""
+    return not doc or isinstance(doc.get("tokens"), dict)
+
+
+def _make_private(fd: int, path: str, warn: Callable[..., None]) -> None:
+    """Make the file 0600 before a token goes into it, if group or others may access it.
+
+    An existing file's mode is a choice someone made, but refresh tokens are long-lived
+    credentials: tighten it (and say so once) rather than write them where others can read.
+    A mode that cannot be changed is a fault, so the token is not written.
+    """
+    if os.name != "posix":
+        return  # Windows ignores these bits; the profile directory's ACL protects the file
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if not mode & 0o077:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        raise _Fault(
+            "mode", f"has mode {mode:04o}, readable by others, and cannot be made 0600"
+        ) from None
+    warn("mode", f"had mode {mode:04o}, readable by others", "changed it to 0600")
 
 
 def _create_new(path: str) -> bool:
@@ -706,16 +805,31 @@ class FileTokenCache:
         try:
             # A file we just created is empty because it is new, not because a writer's data
             # is still on its way: no need to wait for it to settle.
-            base, doc = _load(fd, path, writable=True, settle=not created)
-            if isinstance(doc, _Fault):
-                # Unusable content cannot be merged; replacing it is the repair.
-                self._warn(doc.kind, doc.reason, "it will be rewritten")
-                doc = {}
+            base, loaded = _load(fd, path, writable=True, settle=not created)
+            doc = {} if isinstance(loaded, _Fault) else loaded
             tokens = doc.get("tokens")
             if not isinstance(tokens, dict):
                 tokens = {}
             if not apply(tokens):
                 return
+            if os.path.islink(path) and not (isinstance(loaded, dict) and _is_token_cache(loaded)):
+                # The link may point at anything (a dotfile kept in a repository): write
+                # only into what is a token cache already, or an empty file.
+                raise _Fault(
+                    "symlink-not-cache",
+                    "is a symbolic link to a file that is not a token cache; it was left "
+                    "untouched (point the link at a token cache, or remove it)",
+                )
+            if isinstance(loaded, _Fault):
+                # Unusable content cannot be merged. Its bytes are kept in a backup copy
+                # before the file is started afresh: a cache must never destroy data.
+                backup = _back_up(fd, path)
+                self._warn(
+                    loaded.kind, loaded.reason, f"its content was moved to {backup}", once=False
+                )
+                os.ftruncate(fd, 0)
+                base = b""
+            _make_private(fd, path, self._warn)
             now = _clock.now()
             doc["tokens"] = {k: v for k, v in tokens.items() if _entry_is_live(v, now)}
             new = _dump(doc)
@@ -783,12 +897,14 @@ class FileTokenCache:
         finally:
             _unlock_close(fd)
 
-    def _warn(self, kind: str, reason: str, consequence: str) -> None:
+    def _warn(self, kind: str, reason: str, consequence: str, *, once: bool = True) -> None:
         path = self.path
+        message = f"fedbearer token cache {path}: {reason}; {consequence}"
+        if not once:  # news each time it happens (a backup file is made each time)
+            warnings.warn(message, TokenCacheWarning, stacklevel=_caller_level())
+            return
         # Keyed by consequence too: "could not read" and "could not save" are both news.
-        _warn_once(
-            path, f"{kind}: {consequence}", f"fedbearer token cache {path}: {reason}; {consequence}"
-        )
+        _warn_once(path, f"{kind}: {consequence}", message)
 
 
 # --------------------------------------------------------------------------- other caches

@@ -26,8 +26,6 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -55,7 +53,7 @@ from ._exceptions import (
     LoginTimeoutError,
 )
 from ._login import DEFAULT_LOGIN_TIMEOUT
-from ._token import Token
+from ._token import Token, jwt_claims
 
 __all__ = [
     "EXIT_FAILURE",
@@ -168,6 +166,14 @@ def _identity_options() -> _Parser:
         "--nebius-profile",
         metavar="NAME",
         help="take the endpoint and federation id from this profile of ~/.nebius/config.yaml",
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help=(
+            "accept a plain http:// federation endpoint on another machine (the login code "
+            "and tokens then cross the network unencrypted; loopback never needs this)"
+        ),
     )
     group.add_argument(
         "--cache-file",
@@ -308,6 +314,7 @@ class _Identity:
     federation_endpoint: str
     federation_id: str
     profile: str
+    allow_insecure_http: bool = False
 
     @property
     def key(self) -> str:
@@ -384,8 +391,10 @@ def _resolve_identity(
         raise ConfigurationError("the profile name is empty; pass --profile NAME")
     from ._protocol import normalize_endpoint
 
-    normalize_endpoint(endpoint)  # a bad endpoint is a usage error before anything runs
-    return _Identity(client_id, endpoint, federation_id, profile)
+    # A bad endpoint, id or profile is a usage error before anything runs.
+    normalize_endpoint(endpoint, allow_insecure_http=args.allow_insecure_http)
+    cache_key(endpoint, federation_id, profile)
+    return _Identity(client_id, endpoint, federation_id, profile, args.allow_insecure_http)
 
 
 def _file_cache(args: argparse.Namespace) -> FileTokenCache:
@@ -424,14 +433,8 @@ def _subject(access_token: str) -> Optional[str]:
 
     The signature is not checked: the answer is only shown to the user who owns the token.
     """
-    parts = access_token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    if not isinstance(payload, dict):
+    payload = jwt_claims(access_token)
+    if payload is None:
         return None
     for claim in ("email", "preferred_username", "name", "sub"):
         value = payload.get(claim)
@@ -621,6 +624,7 @@ def _auth(
         cache=cache,
         # None leaves it to FEDBEARER_INTERACTIVE; the flag can only turn logins off.
         interactive=False if args.non_interactive else None,
+        allow_insecure_http=identity.allow_insecure_http,
     )
 
 
@@ -990,6 +994,8 @@ def _interaction_required(args: argparse.Namespace, exc: InteractionRequiredErro
         "--profile",
         identity.profile,
     ]
+    if identity.allow_insecure_http:
+        command.append("--allow-insecure-http")
     if args.cache_file is not None:
         command += ["--cache-file", str(args.cache_file)]
     if getattr(args, "non_interactive", False):

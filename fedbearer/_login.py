@@ -330,6 +330,7 @@ def authorize(
     opener: Optional[Opener] = None,
     verify: Verify = True,
     app_name: str = "fedbearer",
+    allow_insecure_http: bool = False,
 ) -> Token:
     """Run one interactive login and return its token.
 
@@ -351,7 +352,9 @@ def authorize(
        (RFC 9207) ends the login.
     5. Exchange the code through a dedicated session.
 
-    ``timeout`` (seconds, ``None`` for no limit) covers steps 4 and 5; when it passes,
+    ``allow_insecure_http`` accepts an ``http://`` endpoint on another machine (see
+    :class:`~fedbearer.Bearer`). ``timeout`` (seconds, ``None`` for no limit) covers steps 4
+    and 5; when it passes,
     :class:`~fedbearer.LoginTimeoutError` is raised. On any outcome, Ctrl-C included, the
     paste reader is stopped, the port is released and the server's threads are joined
     before this returns.
@@ -366,7 +369,7 @@ def authorize(
 
     check_client_id(client_id)
     timeout = check_timeout(timeout)
-    federation = federation_for(federation_endpoint)
+    federation = federation_for(federation_endpoint, allow_insecure_http=allow_insecure_http)
     if port is None:
         port = callback_port_from_env()
     environment = detect_environment()

@@ -12,10 +12,9 @@ with a valid token never need it, and importing it costs more than all of fedbea
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import hmac
+import ipaddress
 import json
 import math
 import secrets
@@ -28,9 +27,16 @@ from ._exceptions import (
     InvalidClientError,
     InvalidGrantError,
     InvalidTokenResponseError,
+    TokenDataError,
     TokenEndpointError,
 )
-from ._token import DEFAULT_TOKEN_LIFETIME, Token, utc_from_timestamp
+from ._token import (
+    DEFAULT_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME,
+    Token,
+    jwt_claims,
+    utc_from_timestamp,
+)
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a password
@@ -115,13 +121,28 @@ class Federation(_Value):
         )
 
 
-def normalize_endpoint(federation_endpoint: str) -> str:
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a host name or IP literal, brackets allowed) names this machine:
+    ``localhost``, ``127.0.0.0/8`` or ``::1`` (RFC 8252 §8.3, RFC 6761 §6.3)."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_endpoint(federation_endpoint: str, *, allow_insecure_http: bool = False) -> str:
     """Normalise a federation endpoint the way the reference does, keeping a path prefix.
 
-    ``auth.example.com`` and ``auth.example.com:443`` get ``https://``; an explicit
-    ``http://`` is kept for local federations. Unlike the reference, a path prefix such as
-    ``https://example.com/fed`` is kept (``/oauth2/...`` is appended to it). A trailing
-    slash is dropped. Queries, fragments and user info cannot be part of an endpoint.
+    ``auth.example.com`` and ``auth.example.com:443`` get ``https://``. An explicit
+    ``http://`` is kept for a federation on this machine (loopback); on any other host it is
+    a :class:`~fedbearer.ConfigurationError` unless ``allow_insecure_http`` is set, since the
+    authorization code and the tokens would cross the network unencrypted (RFC 9700 §2.6).
+    Unlike the reference, a path prefix such as ``https://example.com/fed`` is kept
+    (``/oauth2/...`` is appended to it). A trailing slash is dropped. Queries, fragments and
+    user info cannot be part of an endpoint.
     """
     if not isinstance(federation_endpoint, str) or not federation_endpoint.strip():
         raise ConfigurationError(
@@ -146,6 +167,13 @@ def normalize_endpoint(federation_endpoint: str) -> str:
         )
     if not parts.hostname:
         raise ConfigurationError(f"federation_endpoint {federation_endpoint!r} has no host name")
+    if scheme == "http" and not allow_insecure_http and not is_loopback_host(parts.hostname):
+        raise ConfigurationError(
+            f"federation_endpoint {federation_endpoint.strip()!r} uses plain http:// on another "
+            "machine: the login code and the tokens would cross the network unencrypted. Use "
+            "https://, or, only on a network you trust, pass allow_insecure_http=True "
+            "(--allow-insecure-http)"
+        )
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError("federation_endpoint must not contain user credentials")
     if parts.query or parts.fragment:
@@ -161,9 +189,9 @@ def normalize_endpoint(federation_endpoint: str) -> str:
     return urlunsplit((scheme, netloc, path, "", ""))
 
 
-def federation_for(federation_endpoint: str) -> Federation:
+def federation_for(federation_endpoint: str, *, allow_insecure_http: bool = False) -> Federation:
     """Derive the authorize/token URLs and accepted issuers from an endpoint."""
-    endpoint = normalize_endpoint(federation_endpoint)
+    endpoint = normalize_endpoint(federation_endpoint, allow_insecure_http=allow_insecure_http)
     parts = urlsplit(endpoint)
     origin = f"{parts.scheme}://{parts.netloc}"
     default_port = {"http": 80, "https": 443}[parts.scheme]
@@ -482,9 +510,16 @@ def parse_token_response(
 ) -> Token:
     """Turn a token endpoint answer into a :class:`~fedbearer.Token` (RFC 6749 §5.1).
 
+    The JSON is parsed once and each field checked where it enters; anything unusable is an
+    :class:`~fedbearer.InvalidTokenResponseError` that says which rule failed and never
+    quotes a value. oauthlib's own parser is not used for this: it re-reads the JSON, turns
+    ``expires_in`` into an ``int`` (``OverflowError`` on ``1e400``) and reports a changed
+    scope by raising a ``Warning``.
+
     Expiry is measured from ``requested_at`` (when the request was sent), which can only
     make the token expire early, never late. Without ``expires_in`` the JWT ``exp`` is used
-    when the token is a JWT, else :data:`~fedbearer.DEFAULT_TOKEN_LIFETIME`.
+    when the token is a JWT, else :data:`~fedbearer.DEFAULT_TOKEN_LIFETIME`; either way the
+    lifetime is clamped to :data:`~fedbearer._token.MAX_TOKEN_LIFETIME`.
     """
     if status != 200:
         raise token_error(status, body, secrets_=secrets_)
@@ -497,30 +532,16 @@ def parse_token_response(
         )
     if "error" in data:
         raise token_error(status, body, secrets_=secrets_)
-    from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
-    from oauthlib.oauth2.rfc6749.parameters import parse_token_response as oauthlib_parse
 
-    try:
-        params = oauthlib_parse(json.dumps(data))
-    except (oauthlib_errors.OAuth2Error, ValueError, TypeError, Warning) as exc:
-        # oauthlib's messages may quote the response; say only which rule failed.
-        reason = (
-            "no access_token"
-            if isinstance(exc, oauthlib_errors.MissingTokenError)
-            else "a malformed expires_in"
-            if isinstance(exc, ValueError)
-            else "a malformed field"
-        )
-        raise InvalidTokenResponseError(
-            f"token endpoint answered 200 with {reason}; the federation is misbehaving",
+    def invalid(what: str) -> InvalidTokenResponseError:
+        return InvalidTokenResponseError(
+            f"token endpoint answered 200 {what}; the federation is misbehaving",
             status=status,
-        ) from None
-    access = params.get("access_token")
-    if not isinstance(access, str) or not access:
-        raise InvalidTokenResponseError(
-            "token endpoint answered 200 without a usable access_token", status=status
         )
-    token_type = params.get("token_type")
+
+    if "access_token" not in data:
+        raise invalid("with no access_token")
+    token_type = data.get("token_type")
     if token_type is not None and (
         not isinstance(token_type, str) or token_type.lower() != "bearer"
     ):
@@ -528,46 +549,54 @@ def parse_token_response(
             "token endpoint issued a token that is not a Bearer token (RFC 6750)",
             status=status,
         )
-    refresh = params.get("refresh_token")
-    if refresh is not None and (not isinstance(refresh, str) or not refresh):
-        raise InvalidTokenResponseError(
-            "token endpoint answered 200 with a malformed refresh_token", status=status
-        )
-    expires_in = params.get("expires_in")
-    if "expires_in" in data and data["expires_in"] is not None and expires_in is None:
-        expires_in = 0  # oauthlib drops a zero expires_in; it is still not a lifetime
-    if expires_in is not None:
-        if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
-            raise InvalidTokenResponseError(
-                "token endpoint answered 200 with a non-positive expires_in", status=status
-            )
-        expires_at = requested_at + expires_in
+    lifetime = _lifetime(data.get("expires_in"))
+    if lifetime is None:
+        raise invalid("with an expires_in that is not a positive number of seconds")
+    access = data["access_token"]
+    if lifetime is _ABSENT:
+        claims = jwt_claims(access) if isinstance(access, str) else None
+        exp = None if claims is None else _finite_number(claims.get("exp"))
+        expires_at = requested_at + DEFAULT_TOKEN_LIFETIME if exp is None else exp
     else:
-        jwt_exp = jwt_expiry(access)
-        expires_at = jwt_exp if jwt_exp is not None else requested_at + DEFAULT_TOKEN_LIFETIME
-    return Token(
-        access,
-        utc_from_timestamp(expires_at),
-        refresh_token=refresh,
-        issued_at=utc_from_timestamp(requested_at),
-    )
-
-
-def jwt_expiry(token: str) -> Optional[float]:
-    """The ``exp`` claim of a JWT access token, unverified, or ``None``.
-
-    Used only to bound the lifetime when the server omits ``expires_in``; the signature
-    does not matter for that, the resource server checks it.
-    """
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+        expires_at = requested_at + lifetime
+    # Clamped both ways into real dates: a JWT may claim any exp, a clock any time.
+    expires_at = max(0.0, min(expires_at, requested_at + MAX_TOKEN_LIFETIME))
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
+        return Token(
+            access,
+            utc_from_timestamp(expires_at),
+            refresh_token=data.get("refresh_token"),
+            issued_at=utc_from_timestamp(requested_at),
+        )
+    except TokenDataError as exc:  # says which rule failed, never the value
+        raise invalid(f"but {exc}") from None
+
+
+# parse_token_response's marker for "no expires_in": None already means "unusable".
+_ABSENT: Any = object()
+
+
+def _finite_number(value: object) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
-        return float(exp)
-    return None
+    try:
+        number = float(value)  # an int of 400 digits overflows here
+    except OverflowError:
+        return math.inf
+    return number if not math.isnan(number) else None
+
+
+def _lifetime(expires_in: object) -> Any:
+    """``expires_in`` as seconds clamped to ``MAX_TOKEN_LIFETIME``; ``_ABSENT``; or ``None``.
+
+    RFC 6749 §5.1 makes it a JSON number; a string of digits is accepted too, as some
+    servers send one. Zero, negative, NaN, infinity and non-numbers are unusable.
+    """
+    if expires_in is None:
+        return _ABSENT
+    if isinstance(expires_in, str) and expires_in.isascii() and expires_in.isdigit():
+        expires_in = int(expires_in[:30])  # 30 digits is already far beyond the clamp
+    number = _finite_number(expires_in)
+    if number is None or number <= 0 or number == math.inf:
+        return None
+    return min(number, MAX_TOKEN_LIFETIME)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional, Union
@@ -22,17 +26,86 @@ DEFAULT_REFRESH_MARGIN = 300.0
 #: 401 before then renews anyway.
 DEFAULT_TOKEN_LIFETIME = 3600.0
 
+#: Longest lifetime believed, in seconds (one year). A token endpoint that answers
+#: ``expires_in`` above it (``1e12``, ``1e400``), or a JWT whose ``exp`` lies further out,
+#: gets this instead: such a value is a server bug or an attack, and the clamp keeps every
+#: expiry a real date. A 401 renews a token that dies earlier.
+MAX_TOKEN_LIFETIME = 366 * 24 * 3600.0
+
+#: Longest access or refresh token accepted, in characters. Servers reject request headers
+#: far below this (8-16 KiB is the usual limit), so a longer token could never be used.
+MAX_TOKEN_LENGTH = 16384
+
 Seconds = Union[float, int, timedelta]
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# Refresh tokens never enter a header (RFC 6749 §A.17 allows any VSCHAR); they go into form
+# bodies and the cache file, where whitespace and control characters would do harm.
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def _token_problem(value: object, pattern: re.Pattern[str], grammar: str) -> Optional[str]:
+    """Why ``value`` cannot be a token, or ``None``. Never quotes the value: it is a secret."""
+    if not isinstance(value, str):
+        return f"is not a string ({type(value).__name__})"
+    if not value:
+        return "is empty"
+    if len(value) > MAX_TOKEN_LENGTH:
+        return f"is longer than {MAX_TOKEN_LENGTH} characters"
+    if pattern.fullmatch(value):
+        return None
+    if not value.isascii():
+        return "contains non-ASCII characters"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "contains whitespace or control characters"
+    return f"contains characters outside {grammar}"
+
+
+def access_token_problem(value: object) -> Optional[str]:
+    """Why ``value`` is not an access token that can go into ``Authorization: Bearer``.
+
+    It must be an RFC 6750 §2.1 ``b64token`` of at most :data:`MAX_TOKEN_LENGTH` characters:
+    anything else could not be sent, and CR/LF in it would inject headers.
+    """
+    return _token_problem(value, _B64TOKEN, "the RFC 6750 b64token set")
+
+
+def refresh_token_problem(value: object) -> Optional[str]:
+    """Why ``value`` is not a usable refresh token: visible ASCII only, bounded length."""
+    return _token_problem(value, _VISIBLE_ASCII, "visible ASCII")
+
+
+def jwt_claims(token: str) -> Optional[dict[str, Any]]:
+    """The payload of a JWT (RFC 7519), **unverified**, or ``None`` when ``token`` is not one.
+
+    Only for hints that need no trust: a lifetime bound when the server states none, and the
+    name shown to the token's own user. The resource server checks the signature.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def _seconds(value: Seconds) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def _aware_utc(moment: datetime) -> datetime:
+def _aware_utc(moment: object, what: str) -> datetime:
+    if not isinstance(moment, datetime):
+        raise TokenDataError(f"{what} must be a datetime, not {type(moment).__name__}")
     if moment.tzinfo is None:
-        raise TokenDataError("expiration must be timezone-aware (use datetime.timezone.utc)")
-    return moment.astimezone(timezone.utc)
+        raise TokenDataError(f"{what} must be timezone-aware (use datetime.timezone.utc)")
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # a moment at the edge of year 1 or 9999 in another zone
+        raise TokenDataError(f"{what} is out of range") from None
 
 
 class Token:
@@ -40,6 +113,10 @@ class Token:
 
     ``expiration`` is an aware UTC :class:`~datetime.datetime`, or ``None`` for a token
     that states no expiry. ``repr`` and ``str`` never show the token itself.
+
+    ``token`` must be an RFC 6750 ``b64token`` and ``refresh_token`` visible ASCII, each at
+    most :data:`MAX_TOKEN_LENGTH` characters; anything else raises
+    :class:`~fedbearer.TokenDataError` (whose message never quotes the value).
 
     ``refresh_token`` (RFC 6749 §6) and ``issued_at`` are optional: the first lets
     :class:`~fedbearer.FederationAuth` renew without a browser, the second lets the refresh
@@ -62,13 +139,24 @@ class Token:
         refresh_token: Optional[str] = None,
         issued_at: Optional[datetime] = None,
     ) -> None:
-        if not isinstance(token, str) or not token:
-            raise TokenDataError("token must be a non-empty string")
+        # Every Token is sendable: the one check of a token's value, where it enters (from a
+        # token endpoint, the cache file or a caller), so the request path needs none.
+        problem = access_token_problem(token)
+        if problem is not None:
+            raise TokenDataError(f"the access token {problem}")
+        if refresh_token == "":
+            refresh_token = None  # RFC 6749 servers sometimes send "" for "none"
+        if refresh_token is not None:
+            problem = refresh_token_problem(refresh_token)
+            if problem is not None:
+                raise TokenDataError(f"the refresh token {problem}")
         object.__setattr__(self, "token", token)
-        exp = None if expiration is None else _aware_utc(expiration)
+        exp = None if expiration is None else _aware_utc(expiration, "expiration")
         object.__setattr__(self, "expiration", exp)
-        object.__setattr__(self, "refresh_token", refresh_token or None)
-        object.__setattr__(self, "issued_at", None if issued_at is None else _aware_utc(issued_at))
+        object.__setattr__(self, "refresh_token", refresh_token)
+        object.__setattr__(
+            self, "issued_at", None if issued_at is None else _aware_utc(issued_at, "issued_at")
+        )
         # Epoch seconds, so the hot path compares two floats instead of datetimes.
         object.__setattr__(self, "_expires_at", None if exp is None else exp.timestamp())
 
@@ -156,6 +244,7 @@ class Token:
         token = data.get("token")
         if not isinstance(token, str) or not token:
             raise TokenDataError("token data has no non-empty 'token' string")
+        # The token's characters are checked by the constructor below.
         raw = data.get("expires_at")
         if raw is None or raw == 0:
             expiration = None

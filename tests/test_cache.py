@@ -68,8 +68,10 @@ def cache(path) -> FileTokenCache:
 
 
 def write_yaml(path: Path, doc) -> None:
+    """Write ``doc`` as the other tools do: a private (0600) file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.chmod(0o600)
 
 
 def read_yaml(path: Path):
@@ -118,7 +120,8 @@ def test_cache_key_keeps_configured_strings_verbatim():
     assert cache_key("auth.example.com:443", "fed-1", "dev") == (
         "federation/auth.example.com:443/fed-1/dev"
     )
-    assert cache_key("https://a.example/", "", "p") == "federation/https://a.example///p"
+    with pytest.warns(TokenCacheWarning, match="trailing '/'"):
+        assert cache_key("https://a.example/", "", "p") == "federation/https://a.example///p"
 
 
 @pytest.mark.parametrize("factory", [FileTokenCache, MemoryTokenCache, NoTokenCache])
@@ -377,15 +380,30 @@ def test_created_file_is_0600_in_a_0700_directory(cache, path):
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
-@pytest.mark.parametrize("mode", [0o640, 0o644, 0o400 | 0o200])
-def test_an_existing_file_keeps_its_mode(cache, path, mode):
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_an_existing_private_file_keeps_its_mode(cache, path, mode):
     write_yaml(path, {"tokens": {}})
     path.chmod(mode)
     path.parent.chmod(0o755)
-    cache.put(KEY, tok())
+    _, seen = caught(cache.put, KEY, tok())
+    assert seen == []
     assert stat.S_IMODE(path.stat().st_mode) == mode
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
     assert cache.get(KEY) is not None
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o644, 0o604, 0o666])
+def test_a_file_others_can_read_is_made_private_before_a_token_goes_in(cache, path, mode):
+    write_yaml(path, {"tokens": {}})
+    path.chmod(mode)
+    _, seen = caught(cache.put, KEY, tok())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(seen) == 1
+    message = str(seen[0].message)
+    assert str(path) in message and f"{mode:04o}" in message and "0600" in message
+    assert cache.get(KEY) is not None
+    _, again = caught(cache.put, KEY, tok("second"))
+    assert again == []  # private now: nothing more to say
 
 
 def test_the_file_keeps_its_inode_and_symlinks_stay_symlinks(tmp_path):
@@ -423,6 +441,7 @@ CORRUPT = {
 def test_corrupt_file_is_a_miss_warned_once_without_content_then_repaired(cache, path, content):
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
+    path.chmod(0o600)
     age(path)
     result, seen = caught(cache.get, KEY)
     assert result is None
@@ -435,7 +454,11 @@ def test_corrupt_file_is_a_miss_warned_once_without_content_then_repaired(cache,
 
     fresh = tok("fresh")
     _, seen = caught(cache.put, KEY, fresh)  # the next successful write is the repair
-    assert len(seen) == 1 and "will be rewritten" in str(seen[0].message)
+    backups = list(path.parent.glob(path.name + ".unreadable-*"))
+    assert len(backups) == 1  # ... after every byte of the old file was kept aside
+    assert backups[0].read_bytes() == content
+    assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
+    assert len(seen) == 1 and str(backups[0]) in str(seen[0].message)
     assert read_yaml(path) == {"tokens": {KEY: {"token": "fresh", "expires_at": fresh.expires_at}}}
     assert cache.get(KEY).token == "fresh"
 
@@ -444,6 +467,7 @@ def test_corrupt_file_is_a_miss_warned_once_without_content_then_repaired(cache,
 def test_empty_file_is_a_silent_miss(cache, path, content):
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
+    path.chmod(0o600)
     age(path)
     assert caught(cache.get, KEY) == (None, [])
     cache.put(KEY, tok())

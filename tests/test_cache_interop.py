@@ -135,6 +135,7 @@ def test_our_rewrite_repairs_a_file_nebius_cannot_parse(path):
             }
         )
     )
+    path.chmod(0o600)
     assert nebius_get(path, "nb") is None  # the float expiry poisons the whole file for it
     FileTokenCache(path).put(KEY, Token("fb", expiry()))
     assert nebius_get(path, "nb").token == "keep"

@@ -20,7 +20,6 @@ from fedbearer._protocol import (
     build_authorize_url,
     code_challenge,
     federation_for,
-    jwt_expiry,
     new_pkce,
     new_state,
     normalize_endpoint,
@@ -31,7 +30,7 @@ from fedbearer._protocol import (
     refresh_token_body,
     states_equal,
 )
-from fedbearer._token import DEFAULT_TOKEN_LIFETIME
+from fedbearer._token import DEFAULT_TOKEN_LIFETIME, jwt_claims
 
 
 @pytest.mark.parametrize(
@@ -249,12 +248,12 @@ def test_missing_expires_in_uses_the_jwt_exp_when_there_is_one():
 
     payload = base64.urlsafe_b64encode(json.dumps({"exp": 5000}).encode()).rstrip(b"=").decode()
     jwt = f"eyJhbGciOiJub25lIn0.{payload}.sig"
-    assert jwt_expiry(jwt) == 5000.0
+    assert jwt_claims(jwt) == {"exp": 5000}
     assert (
         parse_token_response(200, _body({"access_token": jwt}), requested_at=1.0).expires_at
         == 5000.0
     )
-    assert jwt_expiry("not.a.jwt!") is None and jwt_expiry("opaque") is None
+    assert jwt_claims("not.a.jwt!") is None and jwt_claims("opaque") is None
 
 
 @pytest.mark.parametrize(

@@ -165,7 +165,7 @@ FAULTS: dict[str, tuple[Setup, type[Exception], tuple[str, ...]]] = {
             m,
         ),
         InvalidTokenResponseError,
-        ("access_token",),
+        ("access token is not a string",),
     ),
     "huge_body": (
         lambda f, m: answer_token_with(

@@ -76,7 +76,10 @@ def add_token_response(
     if refresh_token is not None:
         body["refresh_token"] = refresh_token
     return _mock(rsps).add(
-        "POST", federation_for(federation_endpoint).token_url, json=body, match=list(match)
+        "POST",
+        federation_for(federation_endpoint, allow_insecure_http=True).token_url,
+        json=body,
+        match=list(match),
     )
 
 
@@ -100,7 +103,7 @@ def add_token_error(
         body["error_description"] = description
     return _mock(rsps).add(
         "POST",
-        federation_for(federation_endpoint).token_url,
+        federation_for(federation_endpoint, allow_insecure_http=True).token_url,
         json=body,
         status=status,
         match=list(match),
