@@ -17,7 +17,7 @@ BENCHMARKS = {
     "hot_path": "auth(r) with a token in memory vs a static-header AuthBase",
     "loopback_get": "a GET through a Session with FederationAuth vs a static header",
     "login": "a full login vs the same HTTP exchanges by hand; memory of one login",
-    "imports": "import fedbearer vs import requests, fresh interpreters",
+    "token_command": "fedbearer token with a cached token vs import requests, yaml",
     "single_flight": "logins and renewals caused by crowds of threads and processes",
 }
 

@@ -15,7 +15,7 @@ import math
 import threading
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import IO, TYPE_CHECKING, Any, Optional
+from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
 import requests
 from requests.auth import AuthBase
@@ -25,10 +25,12 @@ from requests.utils import rewind_body
 
 from . import _clock
 from ._bearer import Bearer
+from ._cache import NoTokenCache, TokenCache, default_cache
 from ._challenge import bearer_error
 from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
-from ._login import DEFAULT_LOGIN_TIMEOUT, Verify
+from ._nebius_config import load_nebius_profile
 from ._protocol import is_loopback_host
+from ._settings import DEFAULT_LOGIN_TIMEOUT, Verify
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
@@ -44,18 +46,30 @@ MAX_RESENDS = 1
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
-class _Default:
-    """Marker for "the default token cache" (resolved at first use, not at construction)."""
+class _DefaultCache:
+    """The type of :data:`DEFAULT_CACHE` (``None`` already means "no cache")."""
 
     def __repr__(self) -> str:
         return "DEFAULT_CACHE"
 
-    def __reduce__(self) -> str:
-        # Unpickles as the module's own marker, so identity checks keep working.
-        return "DEFAULT_CACHE"
+
+#: ``cache=`` default: the file shared with the Nebius CLI (:func:`~fedbearer.default_cache`).
+DEFAULT_CACHE = _DefaultCache()
+
+CacheSetting = Union[TokenCache, None, _DefaultCache]
 
 
-DEFAULT_CACHE: Any = _Default()
+def _cache_from(setting: CacheSetting) -> TokenCache:
+    if isinstance(setting, _DefaultCache):
+        return default_cache()  # no I/O: the file is opened when a token is needed
+    if setting is None:
+        return NoTokenCache()
+    if not isinstance(setting, TokenCache):
+        raise ConfigurationError(
+            "cache must be a TokenCache (FileTokenCache, MemoryTokenCache, ...), None for "
+            "no cache, or left out for the file shared with the Nebius CLI"
+        )
+    return setting
 
 
 def _origin_of(url: str) -> str:
@@ -166,7 +180,7 @@ class FederationAuth(AuthBase):
         timeout: Optional[float] = DEFAULT_LOGIN_TIMEOUT,
         refresh_margin: Seconds = DEFAULT_REFRESH_MARGIN,
         hosts: Optional[Iterable[str]] = None,
-        cache: Any = DEFAULT_CACHE,
+        cache: CacheSetting = DEFAULT_CACHE,
         port: Optional[int] = None,
         opener: Optional[Opener] = None,
         verify: Verify = True,
@@ -185,10 +199,9 @@ class FederationAuth(AuthBase):
             port=port,
             opener=opener,
             verify=verify,
+            interactive=interactive,
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
-            # None leaves the choice to Bearer's default (the environment).
-            **({} if interactive is None else {"interactive": interactive}),
         )
         self._setup(bearer, refresh_margin=refresh_margin, hosts=hosts, cache=cache)
 
@@ -199,7 +212,7 @@ class FederationAuth(AuthBase):
         *,
         refresh_margin: Seconds = DEFAULT_REFRESH_MARGIN,
         hosts: Optional[Iterable[str]] = None,
-        cache: Any = DEFAULT_CACHE,
+        cache: CacheSetting = DEFAULT_CACHE,
     ) -> FederationAuth:
         """Build the adapter around an existing :class:`~fedbearer.Bearer`."""
         if not isinstance(bearer, Bearer):
@@ -227,8 +240,6 @@ class FederationAuth(AuthBase):
         configuration, not a login) and raises :class:`~fedbearer.ConfigurationError`
         naming the file and the problem.
         """
-        from ._nebius_config import load_nebius_profile
-
         if "profile" in kwargs:
             raise ConfigurationError("pass the profile name as the first argument")
         chosen = load_nebius_profile(profile, config_file)
@@ -241,7 +252,12 @@ class FederationAuth(AuthBase):
         )
 
     def _setup(
-        self, bearer: Bearer, *, refresh_margin: Seconds, hosts: Optional[Iterable[str]], cache: Any
+        self,
+        bearer: Bearer,
+        *,
+        refresh_margin: Seconds,
+        hosts: Optional[Iterable[str]],
+        cache: CacheSetting,
     ) -> None:
         if isinstance(refresh_margin, bool) or not isinstance(
             refresh_margin, (int, float, timedelta)
@@ -253,8 +269,8 @@ class FederationAuth(AuthBase):
         self.bearer = bearer
         self.refresh_margin = margin
         self.hosts = _parse_hosts(hosts)
-        self._cache_setting = cache
-        self._cache: Any = None
+        #: Where tokens persist between processes (``cache=None``: a :class:`NoTokenCache`).
+        self.cache = _cache_from(cache)
         self._lock = threading.Lock()
         self._distrust_lock = threading.Lock()
         # Renewal attempts that failed, and the last failure: callers that were already
@@ -278,7 +294,6 @@ class FederationAuth(AuthBase):
         del state["_distrust_lock"]
         state["_current"] = _EMPTY
         state["_distrusted"] = ""
-        state["_cache"] = None
         state["_failures"] = 0
         state["_last_error"] = None
         return state
@@ -300,7 +315,7 @@ class FederationAuth(AuthBase):
         hosts = None if self.hosts is None else sorted(self.hosts)
         return (
             f"FederationAuth(client_id={b.client_id!r}, "
-            f"federation_endpoint={b.federation.endpoint!r}, "
+            f"federation_endpoint={b.settings.federation.endpoint!r}, "
             f"federation_id={b.federation_id!r}, profile={b.profile_name!r}, "
             f"hosts={hosts!r}, refresh_margin={self.refresh_margin:g}, token={held})"
         )
@@ -445,21 +460,6 @@ class FederationAuth(AuthBase):
             header = self._current[1]
         return header
 
-    def _cache_backend(self) -> Any:
-        if self._cache is None:
-            setting = self._cache_setting
-            if isinstance(setting, _Default):
-                from ._cache import default_cache
-
-                self._cache = default_cache()
-            elif setting is None:
-                from ._cache import NoTokenCache
-
-                self._cache = NoTokenCache()
-            else:
-                self._cache = setting
-        return self._cache
-
     def _usable(self, token: Optional[Token], stale: Optional[str]) -> bool:
         return (
             token is not None and token.token != stale and not token.is_expired(self.refresh_margin)
@@ -503,19 +503,19 @@ class FederationAuth(AuthBase):
         token it already used would get the whole grant revoked). The new token is written
         before the lock is released, so a process that waited finds it.
         """
-        cache = self._cache_backend()
+        cache = self.cache
         key = self.bearer.name
         cached = cache.get(key)
-        if self._usable(cached, stale):
+        if cached is not None and self._usable(cached, stale):
             log.debug("using the token found in the cache")
-            return cached  # type: ignore[no-any-return]
-        with cache.login_lock(key, self.bearer.timeout) as acquired:
+            return cached
+        with cache.login_lock(key, self.bearer.settings.timeout) as acquired:
             if not acquired:
                 log.info("waited for another process's renewal without result; renewing here")
             cached = cache.get(key)
-            if self._usable(cached, stale):
+            if cached is not None and self._usable(cached, stale):
                 log.debug("another process renewed the token; using it")
-                return cached  # type: ignore[no-any-return]
+                return cached
             # The cache's refresh token is the newest one another process may have
             # rotated to; ours, when the cache has none.
             source = cached if cached is not None and cached.refresh_token else current
@@ -531,7 +531,7 @@ class FederationAuth(AuthBase):
         try:
             new = self.bearer.refresh(token)
         except FedbearerError as exc:
-            if not self.bearer.interactive and not isinstance(exc, InvalidGrantError):
+            if not self.bearer.settings.interactive and not isinstance(exc, InvalidGrantError):
                 # No login can follow: report the federation's failure itself rather
                 # than "interaction required", which would misstate an outage.
                 raise

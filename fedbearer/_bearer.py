@@ -7,22 +7,13 @@ interactive login. Constructing either does no I/O.
 
 from __future__ import annotations
 
-import os
 import shlex
+from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, Optional
 
-from ._cache import cache_key
-from ._exceptions import ConfigurationError, InteractionRequiredError
-from ._login import (
-    DEFAULT_LOGIN_TIMEOUT,
-    TOKEN_REQUEST_TIMEOUT,
-    Verify,
-    authorize,
-    check_client_id,
-    check_timeout,
-    refresh,
-)
-from ._protocol import Federation, federation_for
+from ._exceptions import InteractionRequiredError
+from ._login import TOKEN_REQUEST_TIMEOUT, login, refresh
+from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify, check_timeout
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -38,8 +29,9 @@ class Bearer:
 
     Arguments mirror the Nebius SDK: ``profile_name`` names the identity in the token cache,
     ``client_id`` is the OAuth client, ``federation_endpoint`` the federation's address
-    (``https://`` assumed; ``http://`` kept for local federations; a path prefix is kept),
-    ``federation_id`` is sent as ``federation-id``.
+    (``https://`` assumed; ``http://`` kept for a federation on this machine; a path prefix
+    is kept), ``federation_id`` is sent as ``federation-id``. They are validated once, into
+    :attr:`settings` (a :class:`~fedbearer.LoginSettings`).
 
     Keyword options:
 
@@ -49,7 +41,7 @@ class Bearer:
         Only show the URL, never launch a browser.
     ``timeout``
         Overall login deadline in seconds (browser wait plus code exchange); ``None`` for
-        no limit. Default :data:`~fedbearer._login.DEFAULT_LOGIN_TIMEOUT` (300 s).
+        no limit. Default :data:`~fedbearer.DEFAULT_LOGIN_TIMEOUT` (300 s).
     ``port``
         Fixed callback port (for ``ssh -L`` forwards or registered redirect URIs); default
         ``$FEDBEARER_CALLBACK_PORT`` when set, else a free port chosen by the system. A busy
@@ -92,45 +84,56 @@ class Bearer:
         app_name: str = "fedbearer",
         allow_insecure_http: bool = False,
     ) -> None:
-        if not isinstance(profile_name, str) or not profile_name:
-            raise ConfigurationError("profile_name is empty; pass a profile name such as 'default'")
-        if not isinstance(federation_id, str):
-            raise ConfigurationError("federation_id must be a string (empty to omit it)")
-        if port is not None and (
-            isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
-        ):
-            raise ConfigurationError(f"port must be an integer 0-65535 or None, not {port!r}")
-        self.profile_name = profile_name
-        self.client_id = check_client_id(client_id)
-        self.federation_endpoint = federation_endpoint
-        self.federation_id = federation_id
-        self.federation: Federation = federation_for(
-            federation_endpoint, allow_insecure_http=allow_insecure_http
+        #: The validated settings every login and refresh of this bearer uses.
+        self.settings = LoginSettings(
+            client_id,
+            federation_endpoint,
+            federation_id,
+            profile_name,
+            writer=writer,
+            no_browser_open=no_browser_open,
+            timeout=timeout,
+            port=port,
+            opener=opener,
+            verify=verify,
+            interactive=interactive,
+            app_name=app_name,
+            allow_insecure_http=allow_insecure_http,
         )
-        self.allow_insecure_http = allow_insecure_http
-        #: The token cache key: ``federation/<endpoint>/<id>/<profile>``, strings as configured.
-        self.name = cache_key(federation_endpoint, federation_id, profile_name)
-        self.writer = writer
-        self.no_browser_open = no_browser_open
-        self.timeout = check_timeout(timeout)
-        self.port = port
-        self.opener = opener
-        self.verify = verify
-        if interactive is not None and not isinstance(interactive, bool):
-            raise ConfigurationError(
-                f"interactive must be True, False or None, not {interactive!r}"
-            )
-        #: Where ``interactive`` came from, for the error message when it is off.
-        self._interactive_source = "interactive=False"
-        if interactive is None:
-            # Imported here, from the light module: _environment (dataclasses, inspect) is
-            # needed by logins, not by constructing a bearer.
-            from ._envvars import INTERACTIVE_ENV, interactive_from_env
 
-            interactive = interactive_from_env()
-            self._interactive_source = f"{INTERACTIVE_ENV}={os.environ.get(INTERACTIVE_ENV, '')}"
-        self.interactive = interactive
-        self.app_name = app_name
+    @classmethod
+    def from_settings(cls, settings: LoginSettings) -> Bearer:
+        """A bearer for settings built already."""
+        self = cls.__new__(cls)
+        self.settings = settings
+        return self
+
+    # The reference's attribute names, read from the settings.
+
+    @property
+    def profile_name(self) -> str:
+        """The profile: the last part of the token cache key."""
+        return self.settings.profile
+
+    @property
+    def client_id(self) -> str:
+        """The OAuth client id."""
+        return self.settings.client_id
+
+    @property
+    def federation_endpoint(self) -> str:
+        """The federation endpoint as configured (the cache key uses it verbatim)."""
+        return self.settings.federation_endpoint
+
+    @property
+    def federation_id(self) -> str:
+        """Sent as ``federation-id``; empty to omit it."""
+        return self.settings.federation_id
+
+    @property
+    def name(self) -> str:
+        """The token cache key: ``federation/<endpoint>/<id>/<profile>``, strings as configured."""
+        return self.settings.cache_key
 
     def receiver(self) -> Receiver:
         """A receiver that runs one interactive login per :meth:`Receiver.fetch`."""
@@ -138,18 +141,12 @@ class Bearer:
 
     def refresh(self, token: Token, *, timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT) -> Token:
         """Renew ``token`` with its refresh token, through a dedicated session (RFC 6749 §6)."""
-        return refresh(
-            self.federation,
-            token,
-            client_id=self.client_id,
-            timeout=check_timeout(timeout),
-            verify=self.verify,
-        )
+        return refresh(self.settings, token, timeout=check_timeout(timeout))
 
     def __repr__(self) -> str:
         return (
             f"Bearer(profile_name={self.profile_name!r}, client_id={self.client_id!r}, "
-            f"federation_endpoint={self.federation.endpoint!r}, "
+            f"federation_endpoint={self.settings.federation.endpoint!r}, "
             f"federation_id={self.federation_id!r})"
         )
 
@@ -167,42 +164,31 @@ class Receiver:
         Raises a :class:`~fedbearer.LoginError` or :class:`~fedbearer.TokenEndpointError`
         subclass on failure; Ctrl-C propagates as ``KeyboardInterrupt`` after clean-up.
         """
-        b = self.bearer
-        if not b.interactive:
+        settings = self.bearer.settings
+        if not settings.interactive:
             # Raised before anything else: no port, no thread, no output (cron, CI).
             command = shlex.join(
                 [
                     "fedbearer",
                     "login",
                     "--client-id",
-                    b.client_id,
+                    settings.client_id,
                     "--federation-endpoint",
-                    b.federation_endpoint,
+                    settings.federation_endpoint,
                     "--federation-id",
-                    b.federation_id,
+                    settings.federation_id,
                     "--profile",
-                    b.profile_name,
+                    settings.profile,
                 ]
             )
             raise InteractionRequiredError(
-                f"a login is needed for profile {b.profile_name!r} but interactive logins are "
-                f"disabled ({b._interactive_source}); log in first from a terminal with: "
-                f"{command}"
+                f"a login is needed for profile {settings.profile!r} but interactive logins "
+                f"are disabled ({settings.interactive_source}); log in first from a terminal "
+                f"with: {command}"
             )
-        return authorize(
-            b.client_id,
-            b.federation_endpoint,
-            b.federation_id,
-            profile_name=b.profile_name,
-            writer=b.writer,
-            no_browser_open=b.no_browser_open,
-            timeout=b.timeout if timeout is _UNSET else timeout,
-            port=b.port,
-            opener=b.opener,
-            verify=b.verify,
-            app_name=b.app_name,
-            allow_insecure_http=b.allow_insecure_http,
-        )
+        if timeout is not _UNSET:
+            settings = replace(settings, timeout=timeout)
+        return login(settings)
 
     def __repr__(self) -> str:
         return f"Receiver({self.bearer!r})"

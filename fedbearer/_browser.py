@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import sys
 import threading
+import webbrowser
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 from urllib.parse import quote, urlsplit
 
 from ._environment import Environment, detect_environment
-
-if TYPE_CHECKING:
-    import webbrowser
 
 log = logging.getLogger("fedbearer.browser")
 
@@ -173,7 +173,6 @@ def _browser_variable_opener(value: str) -> Opener:
     entries = [entry.strip() for entry in value.split(os.pathsep) if entry.strip()]
 
     def open_url(url: str) -> bool:
-        import webbrowser  # imported here: only a login needs it, and it is slow to import
 
         for entry in entries:
             controller: webbrowser.BaseBrowser
@@ -198,7 +197,6 @@ def is_console_browser(controller: webbrowser.BaseBrowser) -> bool:
     foreground commands (``GenericBrowser``, or a ``UnixBrowser`` not run in the
     background), while graphical ones run in the background.
     """
-    import webbrowser
 
     name = os.path.basename(str(getattr(controller, "name", ""))).lower()
     if name.endswith(".exe"):
@@ -216,7 +214,6 @@ def _desktop_open(url: str) -> bool:
     ``webbrowser.open`` would fall through to the next registered browser when one fails,
     console browsers included, so the chosen controller is called directly.
     """
-    import webbrowser
 
     try:
         controller = webbrowser.get()
@@ -232,7 +229,6 @@ def _desktop_open(url: str) -> bool:
 
 
 def _find_launchers(names: tuple[str, ...], path: Optional[str]) -> list[tuple[str, str]]:
-    import shutil
 
     found = []
     for name in names:
@@ -305,7 +301,6 @@ def wsl_command(launcher: str, url: str) -> list[str]:
 
 
 def _run_launcher(argv: list[str], executable: str) -> bool:
-    import subprocess
 
     try:
         completed = subprocess.run(  # noqa: S603 - an argument list, no shell

@@ -52,7 +52,7 @@ from ._exceptions import (
     InteractionRequiredError,
     LoginTimeoutError,
 )
-from ._login import DEFAULT_LOGIN_TIMEOUT
+from ._settings import DEFAULT_LOGIN_TIMEOUT
 from ._token import Token, jwt_claims
 
 __all__ = [

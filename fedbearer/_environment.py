@@ -5,10 +5,8 @@
 login decide from that value alone. Every input can be passed in, so tests fake an SSH
 session or a WSL distribution without touching the real process.
 
-Also available here: the two settings read from environment variables,
-``FEDBEARER_CALLBACK_PORT`` (:func:`callback_port_from_env`) and ``FEDBEARER_INTERACTIVE``
-(:func:`interactive_from_env`), defined in the light :mod:`fedbearer._envvars` (constructing
-a bearer reads the second, and must not pay for ``dataclasses`` here) and re-exported.
+The settings read from environment variables (``FEDBEARER_CALLBACK_PORT``,
+``FEDBEARER_INTERACTIVE``) are in :mod:`fedbearer._settings`, read once per settings value.
 """
 
 from __future__ import annotations
@@ -19,24 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ._envvars import (
-    CALLBACK_PORT_ENV,
-    INTERACTIVE_ENV,
-    callback_port_from_env,
-    interactive_from_env,
-)
-from ._envvars import port_number as _port_number
+from ._settings import port_number
 
 __all__ = [
-    "CALLBACK_PORT_ENV",
     "DISPLAY_VARIABLES",
-    "INTERACTIVE_ENV",
     "SSH_VARIABLES",
     "WSL_VARIABLES",
     "Environment",
-    "callback_port_from_env",
     "detect_environment",
-    "interactive_from_env",
 ]
 
 #: Set by OpenSSH's sshd in the sessions it starts (``SSH_TTY`` only with a terminal).
@@ -92,7 +80,7 @@ def _ssh_server(env: Mapping[str, str]) -> tuple[Optional[str], Optional[int]]:
     if len(fields) != 4:
         return None, None
     host, port_text = fields[2], fields[3]
-    port = _port_number(port_text)
+    port = port_number(port_text)
     return host, port if port else None
 
 

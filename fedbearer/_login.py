@@ -8,17 +8,19 @@ One deadline covers the wait for the browser and the code exchange.
 from __future__ import annotations
 
 import logging
-import math
+import socket
 import sys
 import time
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Optional, Union
+from typing import IO, TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from . import _clock
+from ._browser import choose_browser, launch
+from ._environment import Environment, detect_environment
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,
@@ -28,34 +30,31 @@ from ._exceptions import (
     LoginTimeoutError,
     TokenEndpointError,
 )
+from ._loopback import LoopbackServer
+from ._paste import PasteReader, start_paste_reader
 from ._protocol import (
     MAX_TOKEN_RESPONSE_BYTES,
     CallbackKind,
     Federation,
     authorization_code_body,
     build_authorize_url,
-    federation_for,
     new_pkce,
     new_state,
     parse_token_response,
     redact_url,
     refresh_token_body,
 )
+from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify
 from ._token import Token
 
 if TYPE_CHECKING:
     from ._browser import Opener
-    from ._environment import Environment
 
 log = logging.getLogger("fedbearer.login")
 
-#: Default overall deadline of a login, in seconds: the browser wait plus the code exchange.
-DEFAULT_LOGIN_TIMEOUT = 300.0
 #: Timeout of a token endpoint call when it is not bounded by a login deadline (refresh, or
 #: a login with ``timeout=None``): a token endpoint that hangs must not hang the caller.
 TOKEN_REQUEST_TIMEOUT = 60.0
-
-Verify = Union[bool, str]
 
 
 class _NoAuth(requests.auth.AuthBase):
@@ -63,23 +62,6 @@ class _NoAuth(requests.auth.AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         return r
-
-
-def check_timeout(timeout: Optional[float], what: str = "timeout") -> Optional[float]:
-    """Validate a timeout in seconds: a positive finite number, or ``None`` for no limit."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ConfigurationError(f"{what} must be a number of seconds or None, not {timeout!r}")
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ConfigurationError(f"{what} must be a positive number of seconds or None")
-    return float(timeout)
-
-
-def check_client_id(client_id: str) -> str:
-    if not isinstance(client_id, str) or not client_id.strip():
-        raise ConfigurationError("client_id is empty; pass the OAuth client id of your application")
-    return client_id
 
 
 def _remaining(deadline: Optional[float]) -> float:
@@ -217,12 +199,10 @@ def exchange_code(
 
 
 def refresh(
-    federation: Federation,
+    settings: LoginSettings,
     token: Token,
     *,
-    client_id: str,
     timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT,
-    verify: Verify = True,
 ) -> Token:
     """Renew ``token`` with its refresh token (RFC 6749 §6).
 
@@ -233,13 +213,13 @@ def refresh(
     if not token.refresh_token:
         raise ConfigurationError("this token has no refresh token; log in instead")
     deadline = None if timeout is None else time.monotonic() + timeout
-    body = refresh_token_body(refresh_token=token.refresh_token, client_id=client_id)
-    log.debug("refreshing the access token at %s", federation.token_url)
+    body = refresh_token_body(refresh_token=token.refresh_token, client_id=settings.client_id)
+    log.debug("refreshing the access token at %s", settings.federation.token_url)
     new = post_token_request(
-        federation.token_url,
+        settings.federation.token_url,
         body,
         deadline=deadline,
-        verify=verify,
+        verify=settings.verify,
         secrets_=(token.refresh_token, token.token),
     )
     if new.refresh_token is None:
@@ -259,8 +239,6 @@ def _show(writer: IO[str], text: str) -> None:
 
 def _ssh_forward_command(environment: Environment, redirect_uri: str) -> str:
     """``ssh -L <port>:127.0.0.1:<port> <this host>``, ready to copy (RFC 8252 §7.3 port)."""
-    import socket
-
     parts = urlsplit(redirect_uri)
     host = parts.hostname or "127.0.0.1"
     target = f"[{host}]" if ":" in host else host
@@ -322,7 +300,7 @@ def authorize(
     federation_endpoint: str,
     federation_id: str,
     *,
-    profile_name: Optional[str] = None,
+    profile_name: str = "default",
     writer: Optional[IO[str]] = None,
     no_browser_open: bool = False,
     timeout: Optional[float] = DEFAULT_LOGIN_TIMEOUT,
@@ -332,16 +310,42 @@ def authorize(
     app_name: str = "fedbearer",
     allow_insecure_http: bool = False,
 ) -> Token:
+    """Run one interactive login and return its token: :func:`login` for these settings.
+
+    The arguments are those of :class:`~fedbearer.Bearer`; ``profile_name`` only labels the
+    login (no cache is read or written). Interactivity is not checked: calling this is
+    asking for a login.
+    """
+    return login(
+        LoginSettings(
+            client_id,
+            federation_endpoint,
+            federation_id,
+            profile_name,
+            writer=writer,
+            no_browser_open=no_browser_open,
+            timeout=timeout,
+            port=port,
+            opener=opener,
+            verify=verify,
+            interactive=True,
+            app_name=app_name,
+            allow_insecure_http=allow_insecure_http,
+        )
+    )
+
+
+def login(settings: LoginSettings) -> Token:
     """Run one interactive login and return its token.
 
-    1. Start the loopback server on ``127.0.0.1`` (``port``, else ``$FEDBEARER_CALLBACK_PORT``,
-       else a free one) *before* anything is shown, so the redirect URI names the port
-       actually bound (RFC 8252 §7.3).
+    1. Start the loopback server on ``127.0.0.1`` (the settings' port, else a free one)
+       *before* anything is shown, so the redirect URI names the port actually bound
+       (RFC 8252 §7.3).
     2. Build the authorization URL with a fresh ``state`` and PKCE S256 challenge
-       (RFC 7636 §4), show it on ``writer`` (stderr by default) and log it with the state
+       (RFC 7636 §4), show it on the writer (stderr by default) and log it with the state
        redacted.
-    3. Open the browser on a background thread: with ``opener`` when given, else as the
-       environment allows (:func:`~fedbearer._browser.choose_browser`: ``$BROWSER``
+    3. Open the browser on a background thread: with the settings' opener when given, else
+       as the environment allows (:func:`~fedbearer._browser.choose_browser`: ``$BROWSER``
        always; nothing over SSH or without a display; the Windows browser on WSL). Unless
        ``no_browser_open``. A failed launch only adds a hint to open the URL by hand. Over
        SSH without a browser, an ``ssh -L`` command for the callback port is shown.
@@ -352,37 +356,23 @@ def authorize(
        (RFC 9207) ends the login.
     5. Exchange the code through a dedicated session.
 
-    ``allow_insecure_http`` accepts an ``http://`` endpoint on another machine (see
-    :class:`~fedbearer.Bearer`). ``timeout`` (seconds, ``None`` for no limit) covers steps 4
-    and 5; when it passes,
+    The timeout (seconds, ``None`` for no limit) covers steps 4 and 5; when it passes,
     :class:`~fedbearer.LoginTimeoutError` is raised. On any outcome, Ctrl-C included, the
     paste reader is stopped, the port is released and the server's threads are joined
     before this returns.
     """
-    # Imported here: the loopback server (selectors, email.utils), environment and browser
-    # detection (dataclasses) and the paste reader are needed only while a login runs.
-    from ._browser import choose_browser, launch
-    from ._environment import detect_environment
-    from ._envvars import callback_port_from_env
-    from ._loopback import LoopbackServer
-    from ._paste import PasteReader, start_paste_reader
-
-    check_client_id(client_id)
-    timeout = check_timeout(timeout)
-    federation = federation_for(federation_endpoint, allow_insecure_http=allow_insecure_http)
-    if port is None:
-        port = callback_port_from_env()
+    federation, timeout = settings.federation, settings.timeout
     environment = detect_environment()
-    out = writer if writer is not None else sys.stderr
+    out = settings.writer if settings.writer is not None else sys.stderr
     deadline = None if timeout is None else time.monotonic() + timeout
     state = new_state()
     verifier, challenge = new_pkce()
     server = LoopbackServer(
         state=state,
         issuers=federation.issuers,
-        port=port,
-        app=app_name,
-        profile=profile_name,
+        port=settings.port,
+        app=settings.app_name,
+        profile=settings.profile,
         federation=federation.endpoint,
     )
     redirect_uri = server.start()
@@ -390,18 +380,18 @@ def authorize(
     try:
         url = build_authorize_url(
             federation,
-            client_id=client_id,
+            client_id=settings.client_id,
             redirect_uri=redirect_uri,
             state=state,
             challenge=challenge,
-            federation_id=federation_id,
+            federation_id=settings.federation_id,
         )
         log.info("login: authorization URL %s", redact_url(url))
         reason: Optional[str] = None
-        if no_browser_open:
+        if settings.no_browser_open:
             use: Optional[Opener] = None
-        elif opener is not None:
-            use = opener
+        elif settings.opener is not None:
+            use = settings.opener
         else:
             choice = choose_browser(environment)
             use, reason = choice.opener, choice.reason
@@ -420,14 +410,14 @@ def authorize(
             out,
             _instructions(
                 federation=federation,
-                profile_name=profile_name,
+                profile_name=settings.profile,
                 url=url,
                 redirect_uri=redirect_uri,
                 launching=use is not None,
                 reason=reason,
                 environment=environment,
                 pasting=paste is not None,
-                fixed_port=bool(port),
+                fixed_port=bool(settings.port),
                 timeout=timeout,
             ),
         )
@@ -483,10 +473,10 @@ def authorize(
                 federation,
                 code=callback.code,
                 redirect_uri=redirect_uri,
-                client_id=client_id,
+                client_id=settings.client_id,
                 verifier=verifier,
                 deadline=deadline,
-                verify=verify,
+                verify=settings.verify,
             )
         except FedbearerError:
             server.finish(

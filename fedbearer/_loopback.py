@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 
 from . import _pages
 from ._exceptions import ConfigurationError, LoginTimeoutError
-from ._protocol import Callback, CallbackKind, parse_callback, redirect_uri_for
+from ._protocol import LOOPBACK_NAMES, Callback, CallbackKind, parse_callback, redirect_uri_for
+from ._settings import check_port
 
 log = logging.getLogger("fedbearer.loopback")
 
@@ -179,7 +180,7 @@ def _hosts_for(port: int) -> frozenset[str]:
     Browsers leave out the scheme's default port (RFC 9110 §7.2), so with port 80 they send
     ``Host: 127.0.0.1``: the port-less forms are then ours too.
     """
-    names = ("127.0.0.1", "localhost", "[::1]")
+    names = [f"[{name}]" if ":" in name else name for name in LOOPBACK_NAMES]
     hosts = {f"{name}:{port}" for name in names}
     if port == 80:
         hosts.update(names)
@@ -244,8 +245,7 @@ class LoopbackServer:
         profile: Optional[str] = None,
         federation: str = "",
     ) -> None:
-        if port is not None and (not isinstance(port, int) or not 0 <= port <= 65535):
-            raise ConfigurationError(f"callback port must be an integer 0-65535, not {port!r}")
+        check_port(port, "callback port")
         self._state = state
         self._issuers = issuers
         self._port = port or 0

@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import yaml
+
 from ._cache import cache_key
 from ._exceptions import ConfigurationError
 
@@ -48,7 +50,6 @@ class NebiusProfile:
 
 
 def _load_yaml(path: str) -> Any:
-    import yaml
 
     try:
         with open(path, "rb") as fh:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import sys
 import threading
 from typing import Callable, Optional, Protocol
@@ -186,7 +187,6 @@ class PasteReader:
         self.stats[what] = self.stats.get(what, 0) + 1
 
     def _run(self) -> None:
-        import select
 
         pending = b""
         wake = self._wake[0] if self._wake is not None else None

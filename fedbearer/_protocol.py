@@ -6,8 +6,9 @@ loopback server, the browser launcher and the HTTP exchange are thin layers arou
 Specs: RFC 6749 (OAuth 2.0), RFC 7636 (PKCE), RFC 8252 (native apps, loopback redirect),
 RFC 9207 (``iss`` in authorization responses), RFC 9700 (security BCP).
 
-oauthlib is imported inside the functions that use it: ``import fedbearer`` and a request
-with a valid token never need it, and importing it costs more than all of fedbearer.
+oauthlib does the pieces it does well (the S256 challenge, the token request bodies, the
+query of the authorization URL); the token response is parsed here (see
+:func:`parse_token_response`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ import json
 import math
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from oauthlib.common import add_params_to_uri
+from oauthlib.oauth2 import Client
+from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from ._exceptions import (
     ConfigurationError,
@@ -52,54 +58,9 @@ _REDACTED = "REDACTED"
 # --------------------------------------------------------------------------- endpoints
 
 
-class _Value:
-    """An immutable value with ``__slots__`` fields, compared and hashed by them.
-
-    Stands in for ``@dataclass(frozen=True)``, which costs about half a millisecond per
-    class at import and brings in :mod:`dataclasses` and :mod:`inspect`: the protocol is
-    imported by ``import fedbearer``, which is meant to cost little more than ``import
-    requests`` (``docs/performance.rst``).
-    """
-
-    __slots__: tuple[str, ...] = ()
-
-    def _set(self, **values: Any) -> None:
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, _Value)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled through the constructor: unpickling cannot set attributes one by one.
-        return (_rebuild, (type(self), dict(zip(self.__slots__, self._values()))))
-
-
-def _rebuild(cls: type[_Value], values: dict[str, Any]) -> _Value:
-    value = cls.__new__(cls)
-    value._set(**values)
-    return value
-
-
-class Federation(_Value):
+@dataclass(frozen=True)
+class Federation:
     """Where a federation lives: the normalised endpoint and the URLs derived from it."""
-
-    __slots__ = ("authorize_url", "endpoint", "issuers", "token_url")
 
     endpoint: str
     authorize_url: str
@@ -107,18 +68,12 @@ class Federation(_Value):
     #: Values accepted for ``iss`` in the callback (RFC 9207): the endpoint and its origin.
     issuers: frozenset[str]
 
-    def __init__(
-        self, *, endpoint: str, authorize_url: str, token_url: str, issuers: frozenset[str]
-    ) -> None:
-        self._set(
-            endpoint=endpoint, authorize_url=authorize_url, token_url=token_url, issuers=issuers
-        )
 
-    def __repr__(self) -> str:
-        return (
-            f"Federation(endpoint={self.endpoint!r}, authorize_url={self.authorize_url!r}, "
-            f"token_url={self.token_url!r}, issuers={self.issuers!r})"
-        )
+#: The host names of a loopback redirect URI (RFC 8252 §7.3 literals, and §8.3's
+#: ``localhost``): what fedbearer's callback server answers to and what an authorization
+#: server accepts as loopback. Anything in 127.0.0.0/8 is loopback (:func:`is_loopback_host`)
+#: but only these name a redirect.
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def is_loopback_host(host: str) -> bool:
@@ -220,8 +175,6 @@ def code_challenge(verifier: str) -> str:
 
     oauthlib defaults to ``plain``; the method is always passed explicitly.
     """
-    from oauthlib.oauth2 import Client
-
     challenge = Client("pkce").create_code_challenge(verifier, "S256")
     assert isinstance(challenge, str)
     return challenge
@@ -248,8 +201,6 @@ def build_authorize_url(
     is empty. oauthlib's ``prepare_grant_uri`` refuses ``http://`` endpoints unless a
     process-wide switch is set, so the query is assembled with its transport-neutral helper.
     """
-    from oauthlib.common import add_params_to_uri
-
     params = [
         ("response_type", "code"),
         ("client_id", client_id),
@@ -297,36 +248,15 @@ class CallbackKind(enum.Enum):
     ERROR = "error"
 
 
-class Callback(_Value):
-    """A classified callback. ``code`` is a secret: this class has no readable repr of it."""
-
-    __slots__ = ("code", "error", "error_description", "error_uri", "kind")
+@dataclass(frozen=True)
+class Callback:
+    """A classified callback. ``code`` is a secret: it is left out of the repr."""
 
     kind: CallbackKind
-    code: Optional[str]
-    error: Optional[str]
-    error_description: Optional[str]
-    error_uri: Optional[str]
-
-    def __init__(
-        self,
-        kind: CallbackKind,
-        code: Optional[str] = None,
-        error: Optional[str] = None,
-        error_description: Optional[str] = None,
-        error_uri: Optional[str] = None,
-    ) -> None:
-        self._set(
-            kind=kind,
-            code=code,
-            error=error,
-            error_description=error_description,
-            error_uri=error_uri,
-        )
-
-    def __repr__(self) -> str:
-        extra = f", error={self.error!r}" if self.error else ""
-        return f"Callback(kind={self.kind.value}{extra})"
+    code: Optional[str] = field(default=None, repr=False)
+    error: Optional[str] = None
+    error_description: Optional[str] = None
+    error_uri: Optional[str] = None
 
     @property
     def decisive(self) -> bool:
@@ -390,8 +320,6 @@ def _clean_text(value: Optional[str], limit: int) -> Optional[str]:
 
 def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, verifier: str) -> str:
     """Form body of the code exchange (RFC 6749 §4.1.3, RFC 7636 §4.5). Public client."""
-    from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
-
     body = prepare_token_request(
         "authorization_code",
         code=code,
@@ -405,8 +333,6 @@ def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, ver
 
 def refresh_token_body(*, refresh_token: str, client_id: str) -> str:
     """Form body of a refresh (RFC 6749 §6). No scope: the original scope is kept."""
-    from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
-
     body = prepare_token_request("refresh_token", refresh_token=refresh_token, client_id=client_id)
     assert isinstance(body, str)
     return body

@@ -8,6 +8,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional, Union
 
@@ -108,6 +109,7 @@ def _aware_utc(moment: object, what: str) -> datetime:
         raise TokenDataError(f"{what} is out of range") from None
 
 
+@dataclass(frozen=True, repr=False)
 class Token:
     """An access token and when it expires.
 
@@ -123,66 +125,33 @@ class Token:
     margin be capped at half the token's lifetime.
     """
 
-    __slots__ = ("_expires_at", "expiration", "issued_at", "refresh_token", "token")
-
     token: str
     expiration: Optional[datetime]
-    refresh_token: Optional[str]
-    issued_at: Optional[datetime]
-    _expires_at: Optional[float]
+    refresh_token: Optional[str] = None
+    issued_at: Optional[datetime] = field(default=None, compare=False)
+    # Epoch seconds, so the hot path compares two floats instead of datetimes.
+    _expires_at: Optional[float] = field(init=False, repr=False, compare=False)
 
-    def __init__(
-        self,
-        token: str,
-        expiration: Optional[datetime],
-        *,
-        refresh_token: Optional[str] = None,
-        issued_at: Optional[datetime] = None,
-    ) -> None:
+    def __post_init__(self) -> None:
         # Every Token is sendable: the one check of a token's value, where it enters (from a
         # token endpoint, the cache file or a caller), so the request path needs none.
-        problem = access_token_problem(token)
+        problem = access_token_problem(self.token)
         if problem is not None:
             raise TokenDataError(f"the access token {problem}")
+        refresh_token = self.refresh_token
         if refresh_token == "":
             refresh_token = None  # RFC 6749 servers sometimes send "" for "none"
         if refresh_token is not None:
             problem = refresh_token_problem(refresh_token)
             if problem is not None:
                 raise TokenDataError(f"the refresh token {problem}")
-        object.__setattr__(self, "token", token)
-        exp = None if expiration is None else _aware_utc(expiration, "expiration")
-        object.__setattr__(self, "expiration", exp)
+        exp = None if self.expiration is None else _aware_utc(self.expiration, "expiration")
+        issued = None if self.issued_at is None else _aware_utc(self.issued_at, "issued_at")
+        # Frozen: normalised values are set the way dataclasses itself does.
         object.__setattr__(self, "refresh_token", refresh_token)
-        object.__setattr__(
-            self, "issued_at", None if issued_at is None else _aware_utc(issued_at, "issued_at")
-        )
-        # Epoch seconds, so the hot path compares two floats instead of datetimes.
+        object.__setattr__(self, "expiration", exp)
+        object.__setattr__(self, "issued_at", issued)
         object.__setattr__(self, "_expires_at", None if exp is None else exp.timestamp())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Token is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError("Token is immutable")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild,
-            (self.token, self.expiration, self.refresh_token, self.issued_at),
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Token):
-            return NotImplemented
-        return (self.token, self.expiration, self.refresh_token) == (
-            other.token,
-            other.expiration,
-            other.refresh_token,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.token, self.expiration))
 
     def __repr__(self) -> str:
         exp = "never" if self.expiration is None else self.expiration.isoformat()
@@ -267,15 +236,6 @@ class Token:
             except (OverflowError, OSError, ValueError):
                 issued_at = None
         return cls(token, expiration, refresh_token=refresh, issued_at=issued_at)
-
-
-def _rebuild(
-    token: str,
-    expiration: Optional[datetime],
-    refresh_token: Optional[str],
-    issued_at: Optional[datetime],
-) -> Token:
-    return Token(token, expiration, refresh_token=refresh_token, issued_at=issued_at)
 
 
 def utc_from_timestamp(seconds: float) -> datetime:

@@ -7,6 +7,7 @@ import logging
 import pickle
 import threading
 import urllib.request
+from dataclasses import replace
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
@@ -20,6 +21,7 @@ from fedbearer import (
     Bearer,
     ConfigurationError,
     FederationAuth,
+    FileTokenCache,
     InteractionRequiredError,
     _clock,
 )
@@ -340,9 +342,11 @@ def test_pickled_auth_with_the_default_cache_still_works(federation, api):
     auth = FederationAuth(federation.client_id, federation.endpoint, "test-federation")
     clone = pickle.loads(pickle.dumps(auth))
     # The opener and writer are the caller's objects (an Event is not picklable); set after.
-    clone.bearer.opener = ProgrammaticBrowser()
-    clone.bearer.writer = io.StringIO()
+    clone.bearer.settings = replace(
+        clone.bearer.settings, opener=ProgrammaticBrowser(), writer=io.StringIO()
+    )
     assert session_with(clone).get(api.url).status_code == 200
+    assert isinstance(clone.cache, FileTokenCache) and clone.cache.get(clone.bearer.name)
 
 
 # ---------------------------------------------------------------------------- origins

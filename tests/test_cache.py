@@ -152,14 +152,6 @@ def test_default_path_follows_home_at_each_use(monkeypatch, tmp_path):
     assert (tmp_path / "two" / ".nebius" / "credentials.yaml").is_file()
 
 
-def test_importing_the_module_does_not_import_yaml_or_portalocker():
-    out = run_py(
-        "import sys, fedbearer._cache, fedbearer._nebius_config;"
-        "print(sorted(m for m in ('yaml', 'portalocker') if m in sys.modules))"
-    )
-    assert out.stdout.strip() == "[]", out.stderr
-
-
 def test_reprs_show_no_tokens(cache):
     mem = MemoryTokenCache()
     mem.put(KEY, tok())

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import sys
 
 import pytest
 
-from fedbearer import ConfigurationError
-from fedbearer._environment import (
-    Environment,
-    callback_port_from_env,
-    detect_environment,
-    interactive_from_env,
-)
+from fedbearer import ConfigurationError, LoginSettings
+from fedbearer._environment import Environment, detect_environment
 
 WSL1_VERSION = (
     "Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) ) "
@@ -200,20 +194,28 @@ def test_defaults_come_from_the_process(monkeypatch):
 
 
 # ------------------------------------------------------------- environment settings
+# Read once, when a LoginSettings value (so a FederationAuth or Bearer) is built.
+
+
+def settings(**kwargs) -> LoginSettings:
+    return LoginSettings("client", "auth.example.com", "fed", **kwargs)
 
 
 @pytest.mark.parametrize(
     ("value", "port"), [(None, None), ("", None), (" ", None), ("0", 0), ("8765", 8765)]
 )
-def test_callback_port_from_env(value, port):
-    env = {} if value is None else {"FEDBEARER_CALLBACK_PORT": value}
-    assert callback_port_from_env(env) == port
+def test_callback_port_from_env(monkeypatch, value, port):
+    if value is not None:
+        monkeypatch.setenv("FEDBEARER_CALLBACK_PORT", value)
+    assert settings().port == port
+    assert settings(port=9000).port == 9000  # an explicit port wins
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "65536", "80.5", "²", "1" * 40])
-def test_a_bad_callback_port_is_a_configuration_error(value):
+def test_a_bad_callback_port_is_a_configuration_error(monkeypatch, value):
+    monkeypatch.setenv("FEDBEARER_CALLBACK_PORT", value)
     with pytest.raises(ConfigurationError, match="FEDBEARER_CALLBACK_PORT"):
-        callback_port_from_env({"FEDBEARER_CALLBACK_PORT": value})
+        settings()
 
 
 @pytest.mark.parametrize(
@@ -230,50 +232,14 @@ def test_a_bad_callback_port_is_a_configuration_error(value):
         (" off ", False),
     ],
 )
-def test_interactive_from_env(value, interactive):
-    env = {} if value is None else {"FEDBEARER_INTERACTIVE": value}
-    assert interactive_from_env(env) is interactive
+def test_interactive_from_env(monkeypatch, value, interactive):
+    if value is not None:
+        monkeypatch.setenv("FEDBEARER_INTERACTIVE", value)
+    assert settings().interactive is interactive
+    assert settings(interactive=True).interactive is True  # an explicit choice wins
 
 
-def test_an_unknown_interactive_value_is_a_configuration_error():
+def test_an_unknown_interactive_value_is_a_configuration_error(monkeypatch):
+    monkeypatch.setenv("FEDBEARER_INTERACTIVE", "maybe")
     with pytest.raises(ConfigurationError, match="FEDBEARER_INTERACTIVE"):
-        interactive_from_env({"FEDBEARER_INTERACTIVE": "maybe"})
-
-
-def test_import_fedbearer_stays_cheap():
-    code = (
-        "import sys, fedbearer; "
-        "print(sorted(m for m in ('webbrowser', 'subprocess', 'fedbearer._paste', "
-        "'fedbearer._loopback', 'http.server') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
-
-
-def test_constructing_an_auth_does_not_import_dataclasses_or_inspect():
-    """``interactive_from_env`` runs in every constructor: it lives in the light
-    ``_envvars`` module, so constructing costs no ``dataclasses``/``inspect`` import."""
-    code = (
-        "import sys, fedbearer; fedbearer.FederationAuth('c', 'auth.example.com', 'f'); "
-        "fedbearer.Bearer('p', 'c', 'auth.example.com', 'f'); "
-        "print(sorted(m for m in ('dataclasses', 'inspect', 'fedbearer._environment') "
-        "if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
-
-
-def test_env_readers_are_the_same_objects_from_both_modules():
-    from fedbearer import _environment, _envvars
-
-    for name in (
-        "CALLBACK_PORT_ENV",
-        "INTERACTIVE_ENV",
-        "callback_port_from_env",
-        "interactive_from_env",
-    ):
-        assert getattr(_environment, name) is getattr(_envvars, name)
+        settings()

@@ -467,7 +467,7 @@ def test_non_interactive_bearer_fails_fast_with_the_login_command(federation):
 def test_fedbearer_interactive_0_disables_logins(monkeypatch, federation):
     monkeypatch.setenv("FEDBEARER_INTERACTIVE", "0")
     bearer = Bearer("default", federation.client_id, federation.endpoint, "fed", timeout=60)
-    assert bearer.interactive is False
+    assert bearer.settings.interactive is False
     with pytest.raises(InteractionRequiredError, match="FEDBEARER_INTERACTIVE=0"):
         bearer.receiver().fetch()
 
@@ -475,7 +475,7 @@ def test_fedbearer_interactive_0_disables_logins(monkeypatch, federation):
 def test_explicit_interactive_overrides_the_environment(monkeypatch, federation):
     monkeypatch.setenv("FEDBEARER_INTERACTIVE", "0")
     bearer = Bearer("default", "c", federation.endpoint, "fed", interactive=True)
-    assert bearer.interactive is True
+    assert bearer.settings.interactive is True
 
 
 def test_interactive_must_be_a_bool_or_none():
@@ -489,23 +489,22 @@ def test_paste_reader_thread_is_gone_after_a_login_by_the_browser(federation, mo
     """A login finished by the loopback callback stops the reader too (stdin a terminal)."""
     import pty
 
-    from fedbearer import _environment, _paste
+    from fedbearer import _environment, _login
     from fedbearer.testing import ProgrammaticBrowser
 
     real_detect = _environment.detect_environment
-    # authorize() imports detect_environment from its module when it runs.
     monkeypatch.setattr(
-        _environment, "detect_environment", lambda: real_detect(stdin_isatty=lambda: True)
+        _login, "detect_environment", lambda: real_detect(stdin_isatty=lambda: True)
     )
     readers: list[PasteReader] = []
-    real_start = _paste.start_paste_reader
+    real_start = _login.start_paste_reader
 
     def recording_start(**kwargs):
         reader = real_start(**kwargs)
         readers.append(reader)
         return reader
 
-    monkeypatch.setattr(_paste, "start_paste_reader", recording_start)
+    monkeypatch.setattr(_login, "start_paste_reader", recording_start)
     master, slave = pty.openpty()
     try:
         monkeypatch.setattr(sys, "stdin", os.fdopen(slave, "r", closefd=False))

@@ -426,7 +426,7 @@ def test_a_plain_http_endpoint_elsewhere_needs_an_explicit_opt_in(endpoint):
     with pytest.raises(ConfigurationError, match="allow_insecure_http=True"):
         FederationAuth("cid", endpoint, "fid")
     auth = FederationAuth("cid", endpoint, "fid", allow_insecure_http=True)
-    assert auth.bearer.federation.token_url.startswith("http://")
+    assert auth.bearer.settings.federation.token_url.startswith("http://")
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from typing import Any, Literal, Optional, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fedbearer import _clock
+from fedbearer._protocol import LOOPBACK_NAMES
 
 __all__ = ["FaultKind", "LocalFederation"]
 
@@ -59,7 +60,6 @@ _SHAPE_FAULTS = frozenset(
 )
 _ALL_FAULTS = _AUTHORIZE_FAULTS | _EARLY_FAULTS | _SHAPE_FAULTS | {"slow"}
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 # RFC 7636 §4.2: the challenge is base64url without padding; S256 gives 43 characters,
 # the grammar allows up to 128.
 _CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43,128}")
@@ -177,7 +177,7 @@ def _is_loopback_redirect(uri: str) -> bool:
         return False
     return (
         parts.scheme == "http"
-        and parts.hostname in _LOOPBACK_HOSTS
+        and parts.hostname in LOOPBACK_NAMES
         and port is not None
         and "@" not in parts.netloc
         and not parts.fragment

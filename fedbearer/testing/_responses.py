@@ -22,7 +22,7 @@ from urllib.error import HTTPError
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from urllib.request import ProxyHandler, build_opener
 
-from fedbearer._protocol import federation_for
+from fedbearer._protocol import LOOPBACK_NAMES, federation_for
 
 if TYPE_CHECKING:
     from responses import BaseResponse, RequestsMock
@@ -32,8 +32,6 @@ __all__ = ["CallbackOpener", "add_token_error", "add_token_response", "mock_fede
 #: The federation endpoint :func:`mock_federation` uses unless told otherwise (``.test`` is
 #: reserved, RFC 2606, so a request that escapes the mock cannot reach anyone).
 DEFAULT_ENDPOINT = "https://federation.test"
-
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def _mock(rsps: Optional[RequestsMock]) -> RequestsMock:
@@ -171,7 +169,7 @@ class CallbackOpener:
         query = dict(parse_qsl(urlsplit(authorize_url).query))
         redirect_uri = query.get("redirect_uri", "")
         parts = urlsplit(redirect_uri)
-        if parts.scheme != "http" or parts.hostname not in _LOOPBACK_HOSTS:
+        if parts.scheme != "http" or parts.hostname not in LOOPBACK_NAMES:
             raise ValueError("the authorize URL has no loopback http redirect_uri")
         if self.error is not None:
             params = {"error": self.error}

@@ -15,28 +15,24 @@ available in every test suite; nothing to add to ``conftest.py``:
     A :class:`~fedbearer.testing.ProgrammaticBrowser` that approves: pass it as
     ``opener=`` and the login completes without a person.
 
-This module is imported at the start of every pytest run wherever fedbearer is installed,
-so it imports nothing beyond pytest until a fixture is used (and never ``responses``).
+This module is imported at the start of every pytest run wherever fedbearer is installed;
+it never imports ``responses``, an optional dependency.
 To turn the plugin off: ``pytest -p no:fedbearer``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from fedbearer._cache import FileTokenCache
-    from fedbearer.testing import LocalFederation, ProgrammaticBrowser
+from fedbearer._cache import DEFAULT_CACHE_FILE, FileTokenCache
+from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 
 @pytest.fixture
 def local_federation() -> Iterator[LocalFederation]:
     """A running LocalFederation on ``127.0.0.1``; closed (port released) after the test."""
-    from fedbearer.testing import LocalFederation
-
     with LocalFederation() as federation:
         yield federation
 
@@ -46,8 +42,6 @@ def fedbearer_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> FileTokenCache:
     """The default token cache, moved to a temporary ``HOME`` for this test."""
-    from fedbearer._cache import DEFAULT_CACHE_FILE, FileTokenCache
-
     home = tmp_path_factory.mktemp("fedbearer-home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))  # what ~ means on Windows
@@ -58,6 +52,4 @@ def fedbearer_cache(
 @pytest.fixture
 def programmatic_browser() -> ProgrammaticBrowser:
     """A ProgrammaticBrowser that walks the login redirects and approves the consent page."""
-    from fedbearer.testing import ProgrammaticBrowser
-
     return ProgrammaticBrowser()

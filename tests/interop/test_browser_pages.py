@@ -153,8 +153,7 @@ def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[Loopback]:
             super().close()
             record.closed.set()
 
-    # authorize() imports LoopbackServer from the module when it runs.
-    monkeypatch.setattr(_loopback, "LoopbackServer", RecordedLoopbackServer)
+    monkeypatch.setattr(_login, "LoopbackServer", RecordedLoopbackServer)
     yield record
     record.release.set()
 

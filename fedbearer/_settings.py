@@ -1,0 +1,169 @@
+"""One login's settings as one immutable value, validated once where it is built.
+
+:class:`LoginSettings` holds who logs in (client id, federation endpoint and id, profile)
+and how (writer, browser, timeout, callback port, TLS verification, interactivity). The
+public entry points (:class:`~fedbearer.FederationAuth`, :class:`~fedbearer.Bearer`,
+:func:`~fedbearer.authorize`) build one and pass it whole; nothing below them validates an
+option again. The two settings read from environment variables, ``FEDBEARER_CALLBACK_PORT``
+and ``FEDBEARER_INTERACTIVE``, are read here too, once, when the value is built.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Optional, Union
+
+from ._cache import cache_key
+from ._exceptions import ConfigurationError
+from ._protocol import Federation, federation_for
+
+if TYPE_CHECKING:
+    from ._browser import Opener
+
+#: Default overall deadline of a login, in seconds: the browser wait plus the code exchange.
+DEFAULT_LOGIN_TIMEOUT = 300.0
+
+#: Environment variable: fixed callback port when none is passed (``0``: any free port).
+CALLBACK_PORT_ENV = "FEDBEARER_CALLBACK_PORT"
+#: Environment variable: ``0`` disables interactive logins (cron, CI); ``1`` is the default.
+INTERACTIVE_ENV = "FEDBEARER_INTERACTIVE"
+
+#: TLS verification for the token endpoint, as in ``requests``: a bool or a CA bundle path.
+Verify = Union[bool, str]
+
+_FALSE = frozenset({"0", "false", "no", "off"})
+_TRUE = frozenset({"1", "true", "yes", "on", ""})
+
+
+def check_timeout(timeout: object, what: str = "timeout") -> Optional[float]:
+    """A positive finite number of seconds, or ``None`` for no limit."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ConfigurationError(f"{what} must be a number of seconds or None, not {timeout!r}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ConfigurationError(f"{what} must be a positive number of seconds or None")
+    return float(timeout)
+
+
+def port_number(text: str) -> Optional[int]:
+    """A decimal port 0-65535 in ASCII digits, or ``None``."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 5):
+        return None
+    value = int(text)
+    return value if value <= 65535 else None
+
+
+def check_port(port: object, what: str = "port") -> Optional[int]:
+    """An ``int`` 0-65535 (``0``: any free port), or ``None``."""
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"{what} must be an integer 0-65535 or None, not {port!r}")
+    return port
+
+
+def callback_port_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[int]:
+    """``FEDBEARER_CALLBACK_PORT`` as a port number, or ``None`` when unset or empty.
+
+    A value that is not a port number 0-65535 is a :class:`~fedbearer.ConfigurationError`
+    rather than silently a random port: a user who set it is relying on an ``ssh -L``
+    forward to that port.
+    """
+    env = os.environ if env is None else env
+    raw = env.get(CALLBACK_PORT_ENV, "").strip()
+    if not raw:
+        return None
+    port = port_number(raw)
+    if port is None:
+        raise ConfigurationError(
+            f"{CALLBACK_PORT_ENV} must be a port number 0-65535 (0: any free port), "
+            f"not {raw[:20]!r}"
+        )
+    return port
+
+
+def interactive_from_env(env: Optional[Mapping[str, str]] = None) -> bool:
+    """``FEDBEARER_INTERACTIVE``: ``0``/``false``/``no``/``off`` disable logins; default on."""
+    env = os.environ if env is None else env
+    raw = env.get(INTERACTIVE_ENV, "").strip().lower()
+    if raw in _FALSE:
+        return False
+    if raw in _TRUE:
+        return True
+    raise ConfigurationError(
+        f"{INTERACTIVE_ENV} must be 0 (no interactive logins) or 1, not {raw[:20]!r}"
+    )
+
+
+@dataclass(frozen=True)
+class LoginSettings:
+    """Who logs in and how: everything an interactive login and a refresh need.
+
+    Built once (by :class:`~fedbearer.FederationAuth`, :class:`~fedbearer.Bearer` or
+    :func:`~fedbearer.authorize`) and validated as it is built; a bad value raises
+    :class:`~fedbearer.ConfigurationError` naming the setting. The fields are those of
+    :class:`~fedbearer.Bearer`; these are derived:
+
+    ``federation``
+        The normalised endpoint and the URLs derived from it.
+    ``cache_key``
+        The token cache key (:func:`~fedbearer.cache_key`).
+    ``interactive``
+        Resolved: ``None`` becomes ``$FEDBEARER_INTERACTIVE`` (default on);
+        ``interactive_source`` says which, for the error message when it is off.
+    ``port``
+        Resolved: ``None`` becomes ``$FEDBEARER_CALLBACK_PORT`` when that is set.
+    """
+
+    client_id: str
+    federation_endpoint: str
+    federation_id: str = ""
+    profile: str = "default"
+    writer: Optional[IO[str]] = None
+    no_browser_open: bool = False
+    timeout: Optional[float] = DEFAULT_LOGIN_TIMEOUT
+    port: Optional[int] = None
+    opener: Optional[Opener] = None
+    verify: Verify = True
+    interactive: Optional[bool] = None
+    app_name: str = "fedbearer"
+    allow_insecure_http: bool = False
+    federation: Federation = field(init=False, repr=False, compare=False)
+    cache_key: str = field(init=False, repr=False, compare=False)
+    interactive_source: str = field(default="interactive=False", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: the normalised and derived values are set the way dataclasses does it.
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        if not isinstance(self.client_id, str) or not self.client_id.strip():
+            raise ConfigurationError(
+                "client_id is empty; pass the OAuth client id of your application"
+            )
+        if not isinstance(self.profile, str) or not self.profile:
+            raise ConfigurationError("profile is empty; pass a profile name such as 'default'")
+        if not isinstance(self.federation_id, str):
+            raise ConfigurationError("federation_id must be a string (empty to omit it)")
+        put(
+            "federation",
+            federation_for(self.federation_endpoint, allow_insecure_http=self.allow_insecure_http),
+        )
+        put("cache_key", cache_key(self.federation_endpoint, self.federation_id, self.profile))
+        put("timeout", check_timeout(self.timeout))
+        put("port", check_port(self.port) if self.port is not None else callback_port_from_env())
+        if self.interactive is None:
+            put("interactive", interactive_from_env())
+            put("interactive_source", f"{INTERACTIVE_ENV}={os.environ.get(INTERACTIVE_ENV, '')}")
+        elif not isinstance(self.interactive, bool):
+            raise ConfigurationError(
+                f"interactive must be True, False or None, not {self.interactive!r}"
+            )
+        if self.opener is not None and not callable(self.opener):
+            raise ConfigurationError("opener must be a callable opener(url) -> bool | None")
+        if not isinstance(self.verify, (bool, str)):
+            raise ConfigurationError("verify must be True, False or a CA bundle path")
