@@ -11,14 +11,9 @@ The default, :class:`FileTokenCache`, is the reference's ``~/.nebius/credentials
 Design in one paragraph (``docs/token_cache.rst`` has the reasoning): every read and write
 holds an exclusive ``flock`` on the cache file itself, as the Nebius Python SDK (portalocker)
 and the Go SDK/CLI (gofrs/flock) do. The file is rewritten **in place**, never replaced by
-rename, because the Go SDK blocks on a descriptor it opened before waiting and then reads and
-writes by path: after a rename it would work on the new file without holding its lock. Crash
-safety comes from a redo journal instead: the complete old and new contents are written to
-``<file>.fedbearer-journal`` (fsync, atomic rename) before the in-place write, and removed
-after it. Whoever next takes the lock finishes an interrupted write, but only when the file is
-still exactly what the interrupted write would have left. And because the Nebius Python SDK's
-data reaches the file only after it unlocks, a just-modified empty or unparsable file gets a
-moment to settle before it is believed.
+rename, and made crash-safe by the redo journal in :mod:`fedbearer._journal` (which says why
+not rename). And because the Nebius Python SDK's data reaches the file only after it unlocks,
+a just-modified empty or unparsable file gets a moment to settle before it is believed.
 
 Every fault (missing, corrupt, unreadable, read-only, lock timeout) becomes a cache miss or a
 skipped write plus one :class:`TokenCacheWarning` per file and kind of fault: a cache must
@@ -39,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 
-from . import _clock
+from . import _clock, _journal
 from ._exceptions import ConfigurationError, TokenDataError
 from ._token import Token
 
@@ -69,8 +64,6 @@ DEFAULT_LOCK_TIMEOUT = 5.0
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_JOURNAL_SUFFIX = ".fedbearer-journal"
-_JOURNAL_MAGIC = b"fedbearer-journal 1\n"
 # Entry keys fedbearer owns, replaced (or removed) together from the new token's to_dict();
 # any other key in an entry belongs to someone else and survives.
 _TOKEN_KEYS = frozenset({"token", "expires_at", "refresh_token", "issued_at"})
@@ -178,10 +171,10 @@ def _warn_once(where: str, kind: str, message: str) -> None:
 
 
 def _caller_level() -> int:
-    """``stacklevel`` that points the warning at the first frame outside this module (and
-    contextlib, for ``login_lock``), whatever path inside the cache raised the fault."""
+    """``stacklevel`` that points the warning at the first frame outside the cache's modules
+    (and contextlib, for ``login_lock``), whatever path inside the cache raised the fault."""
     level, frame = 1, sys._getframe(1)
-    internal = (__file__, contextlib.__file__)
+    internal = (__file__, _journal.__file__, contextlib.__file__)
     while frame.f_back is not None and frame.f_code.co_filename in internal:
         frame = frame.f_back
         level += 1
@@ -305,8 +298,9 @@ def _read_fd(fd: int) -> bytes:
 def _back_up(fd: int, path: str) -> str:
     """Copy every byte of the locked file to a new ``<path>.unreadable-<UTC time>`` (0600).
 
-    The cache file itself is rewritten in place afterwards (never renamed: see the module
-    docstring), so the backup is a copy, made durable before the original is touched.
+    The cache file itself is rewritten in place afterwards (never renamed: see
+    :mod:`fedbearer._journal`), so the backup is a copy, made durable before the original is
+    touched.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(_clock.now()))
     for attempt in range(100):
@@ -318,7 +312,7 @@ def _back_up(fd: int, path: str) -> str:
         try:
             os.lseek(fd, 0, os.SEEK_SET)
             while chunk := os.read(fd, 1 << 20):
-                _write_all(bfd, chunk)
+                _journal.write_all(bfd, chunk)
             os.fsync(bfd)
         except BaseException:
             os.close(bfd)
@@ -326,39 +320,9 @@ def _back_up(fd: int, path: str) -> str:
                 os.unlink(backup)
             raise
         os.close(bfd)
-        _fsync_dir(os.path.dirname(backup))
+        _journal.fsync_dir(os.path.dirname(backup))
         return backup
     raise _Fault("backup", "could not be backed up (100 backups of it exist already)")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _write_at_start(fd: int, data: bytes) -> None:
-    """Overwrite from offset 0 in as few system calls as possible (one, for a normal file)."""
-    pwrite = getattr(os, "pwrite", None)
-    if pwrite is None:  # Windows
-        os.lseek(fd, 0, os.SEEK_SET)
-        _write_all(fd, data)
-        return
-    view, offset = memoryview(data), 0
-    while offset < len(data):
-        offset += pwrite(fd, view[offset:], offset)
-
-
-def _fsync_dir(directory: str) -> None:
-    # Makes a rename durable on POSIX; not possible (nor needed) everywhere, hence best effort.
-    if os.name == "nt":
-        return
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def _parse(data: bytes) -> dict[Any, Any]:
@@ -425,133 +389,6 @@ def _token_from_entry(entry: object) -> Token:
     return Token.from_dict(entry)
 
 
-# --------------------------------------------------------------------------- journal
-#
-# Journal file layout (private to fedbearer): MAGIC, then b"<len(base)> <len(new)>\n", then
-# base, then new. ``base`` is the file as read under the lock, ``new`` what replaces it. The
-# journal only ever appears complete (written to a temp name, fsynced, renamed).
-
-
-def _journal_paths(path: str) -> tuple[str, str]:
-    # realpath: a symlinked cache file and its target must find the same journal.
-    real = os.path.realpath(path)
-    journal = real + _JOURNAL_SUFFIX
-    return journal, journal + ".tmp"
-
-
-def _padded(base: bytes, new: bytes) -> bytes:
-    """``new`` padded with newlines to at least ``len(base)``.
-
-    One write then covers every old byte, so a crash between the write and the truncate
-    leaves ``new`` plus blank lines, a valid file even for tools that know no journal.
-    """
-    return new + b"\n" * max(0, len(base) - len(new))
-
-
-def _read_journal(journal: str) -> Optional[tuple[bytes, bytes]]:
-    try:
-        with open(journal, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        return None
-    if not raw.startswith(_JOURNAL_MAGIC):
-        return None
-    header, sep, rest = raw[len(_JOURNAL_MAGIC) :].partition(b"\n")
-    try:
-        base_len, new_len = (int(part) for part in header.split(b" "))
-    except ValueError:
-        return None
-    if not sep or base_len < 0 or new_len < 0 or len(rest) != base_len + new_len:
-        return None
-    return rest[:base_len], rest[base_len:]
-
-
-def _left_by_interrupted_write(current: bytes, base: bytes, new: bytes) -> bool:
-    """Whether ``current`` is exactly what our write of ``new`` over ``base`` could leave.
-
-    A write stopped after ``m`` bytes leaves ``padded[:m] + base[m:]`` (``m = 0``: nothing
-    happened; ``m = len(padded)``: written, not yet truncated). Anything else means another
-    tool rewrote the file since, and its content wins over our unfinished write.
-    """
-    padded = _padded(base, new)
-    m = 0
-    limit = min(len(current), len(padded))
-    while m < limit and current[m] == padded[m]:
-        m += 1
-    return current == padded[:m] + base[m:] or current == padded
-
-
-def _recover(fd: int, path: str, current: bytes, writable: bool) -> bytes:
-    """Finish or discard an interrupted fedbearer write; the content to use from now on.
-
-    Called with the lock held. Rolls forward when the file is what the interrupted write
-    would have left (torn or untouched), otherwise drops the stale journal. With a read-only
-    descriptor the repair is left to the next writer and the answer computed in memory.
-    """
-    journal, _tmp = _journal_paths(path)
-    try:
-        record = _read_journal(journal)
-    except OSError:
-        return current  # an unreadable journal cannot help; the file is still the truth
-    if record is None:
-        if writable and os.path.lexists(journal):
-            with contextlib.suppress(OSError):
-                os.unlink(journal)  # malformed: cannot be ours complete, so it is junk
-        return current
-    base, new = record
-    finished = current.rstrip(b"\n") == new.rstrip(b"\n")
-    if finished or not _left_by_interrupted_write(current, base, new):
-        result = current
-    elif writable:
-        _write_at_start(fd, _padded(current, new))
-        os.ftruncate(fd, len(new))
-        os.fsync(fd)
-        result = new
-    else:
-        return new
-    if writable:
-        with contextlib.suppress(OSError):
-            os.unlink(journal)
-    return result
-
-
-def _commit(fd: int, path: str, base: bytes, new: bytes) -> None:
-    """Replace the locked file's content ``base`` by ``new``, crash-safely, in place."""
-    journal, tmp = _journal_paths(path)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # under the lock, any temp journal is a crashed writer's leftover
-    try:
-        tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
-        try:
-            _write_all(tfd, _JOURNAL_MAGIC + b"%d %d\n" % (len(base), len(new)) + base + new)
-            os.fsync(tfd)
-        finally:
-            os.close(tfd)
-        os.replace(tmp, journal)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(os.path.dirname(journal))
-    try:
-        _write_at_start(fd, _padded(base, new))
-        os.ftruncate(fd, len(new))
-        os.fsync(fd)
-    except OSError:
-        # Put the old content back if we can (its blocks are allocated, so even a full disk
-        # usually allows it); if not, the journal lets the next lock holder finish the job.
-        with contextlib.suppress(OSError):
-            _write_at_start(fd, base)
-            os.ftruncate(fd, len(base))
-            os.fsync(fd)
-            os.unlink(journal)
-        raise
-    # The write is done; a journal that cannot be removed is found "finished" and removed
-    # by the next lock holder, so failing here must not report the write as lost.
-    with contextlib.suppress(OSError):
-        os.unlink(journal)
-
-
 def _try_parse(data: bytes) -> Union[dict[Any, Any], _Fault]:
     try:
         return _parse(data)
@@ -564,15 +401,16 @@ def _load(
 ) -> tuple[bytes, Union[dict[Any, Any], _Fault]]:
     """The locked file's content and its parse, after two kinds of repair.
 
-    First an interrupted fedbearer write is finished (see :func:`_recover`). Then a file that
-    is empty or unparsable *and* was modified a moment ago gets a short while to settle: the
-    Nebius Python SDK releases its lock before its data reaches the file (portalocker unlocks,
-    then ``close()`` flushes the buffered YAML), so the lock can be ours while the file is
-    still truncated. Believing it would make us drop every entry, and its late flush would
-    then land on top of our write. ``settle=False`` for a file we have just created.
+    First an interrupted fedbearer write is finished (:func:`fedbearer._journal.recover`).
+    Then a file that is empty or unparsable *and* was modified a moment ago gets a short while
+    to settle: the Nebius Python SDK releases its lock before its data reaches the file
+    (portalocker unlocks, then ``close()`` flushes the buffered YAML), so the lock can be ours
+    while the file is still truncated. Believing it would make us drop every entry, and its
+    late flush would then land on top of our write. ``settle=False`` for a file we have just
+    created.
     """
     try:
-        data = _recover(fd, path, _read_fd(fd), writable)
+        data = _journal.recover(fd, path, _read_fd(fd), writable)
     except _Fault as fault:  # too large: unusable, and its bytes stay where they are
         return b"", fault
     parsed = _try_parse(data)
@@ -742,8 +580,7 @@ class FileTokenCache:
         Read-only (so a read-only file still reads) unless an interrupted write left a
         journal: then writable if we may, so the reader finishes the write for everyone.
         """
-        journal, _tmp = _journal_paths(path)
-        if os.path.lexists(journal):
+        if _journal.pending(path):
             with contextlib.suppress(PermissionError):
                 return self._lock(path, os.O_RDWR), True
         return self._lock(path, os.O_RDONLY), False
@@ -834,7 +671,7 @@ class FileTokenCache:
             doc["tokens"] = {k: v for k, v in tokens.items() if _entry_is_live(v, now)}
             new = _dump(doc)
             if new != base:
-                _commit(fd, path, base, new)
+                _journal.commit(fd, path, base, new)
         except OSError as exc:
             self._fail_write(_os_fault(exc))
         except _Fault as fault:
