@@ -528,7 +528,7 @@ class FileTokenCache:
         Touches the file only (no write) unless an interrupted write must be finished.
         """
         tokens = self._read_tokens()
-        if tokens is None or key not in tokens:
+        if key not in tokens:
             return None
         try:
             token = _token_from_entry(tokens[key])
@@ -541,37 +541,28 @@ class FileTokenCache:
         """All readable entries in file order, expired ones included; unreadable ones skipped."""
         tokens = self._read_tokens()
         result = []
-        for key, entry in (tokens or {}).items():
+        for key, entry in tokens.items():
             if isinstance(key, str):
                 with contextlib.suppress(TokenDataError):
                     result.append((key, _token_from_entry(entry)))
         return result
 
-    def _read_tokens(self) -> Optional[dict[Any, Any]]:
+    def _read_tokens(self) -> dict[Any, Any]:
+        """The file's ``tokens`` mapping; empty when there is no file or it cannot be used."""
         path = self.path
-        try:
-            fd, writable = self._lock_for_read(path)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            self._fail_read(_os_fault(exc))
-            return None
-        except _Fault as fault:
-            self._fail_read(fault)
-            return None
-        try:
-            _data, doc = _load(fd, path, writable)
+        tokens = None
+        with self._faults("continuing without the cached token"):
+            try:
+                fd, writable = self._lock_for_read(path)
+            except FileNotFoundError:
+                return {}  # no file yet: a miss, nothing to warn about
+            try:
+                _data, doc = _load(fd, path, writable)
+            finally:
+                _unlock_close(fd)
             if isinstance(doc, _Fault):
                 raise doc
-        except OSError as exc:
-            self._fail_read(_os_fault(exc))
-            return None
-        except _Fault as fault:
-            self._fail_read(fault)
-            return None
-        finally:
-            _unlock_close(fd)
-        tokens = doc.get("tokens")
+            tokens = doc.get("tokens")
         return tokens if isinstance(tokens, dict) else {}
 
     def _lock_for_read(self, path: str) -> tuple[int, bool]:
@@ -584,9 +575,6 @@ class FileTokenCache:
             with contextlib.suppress(PermissionError):
                 return self._lock(path, os.O_RDWR), True
         return self._lock(path, os.O_RDONLY), False
-
-    def _fail_read(self, fault: _Fault) -> None:
-        self._warn(fault.kind, fault.reason, "continuing without the cached token")
 
     # -- writes
 
@@ -622,65 +610,56 @@ class FileTokenCache:
 
     def _update(self, apply: Callable[[dict[Any, Any]], bool], create: bool) -> None:
         path = self.path
-        try:
-            if create:
-                # makedirs applies the mode to the directory it creates, never to existing ones.
-                os.makedirs(os.path.dirname(path), mode=self._dir_mode, exist_ok=True)
-            created = create and _create_new(path)
-            flags = os.O_RDWR | (os.O_CREAT if create else 0)
-            fd = self._lock(path, flags)
-        except FileNotFoundError:
-            if create:
-                self._fail_write(_Fault("missing-dir", "cannot be created"))
-            return
-        except OSError as exc:
-            self._fail_write(_os_fault(exc))
-            return
-        except _Fault as fault:
-            self._fail_write(fault)
-            return
-        try:
-            # A file we just created is empty because it is new, not because a writer's data
-            # is still on its way: no need to wait for it to settle.
-            base, loaded = _load(fd, path, writable=True, settle=not created)
-            doc = {} if isinstance(loaded, _Fault) else loaded
-            tokens = doc.get("tokens")
-            if not isinstance(tokens, dict):
-                tokens = {}
-            if not apply(tokens):
-                return
-            if os.path.islink(path) and not (isinstance(loaded, dict) and _is_token_cache(loaded)):
-                # The link may point at anything (a dotfile kept in a repository): write
-                # only into what is a token cache already, or an empty file.
-                raise _Fault(
-                    "symlink-not-cache",
-                    "is a symbolic link to a file that is not a token cache; it was left "
-                    "untouched (point the link at a token cache, or remove it)",
-                )
-            if isinstance(loaded, _Fault):
-                # Unusable content cannot be merged. Its bytes are kept in a backup copy
-                # before the file is started afresh: a cache must never destroy data.
-                backup = _back_up(fd, path)
-                self._warn(
-                    loaded.kind, loaded.reason, f"its content was moved to {backup}", once=False
-                )
-                os.ftruncate(fd, 0)
-                base = b""
-            _make_private(fd, path, self._warn)
-            now = _clock.now()
-            doc["tokens"] = {k: v for k, v in tokens.items() if _entry_is_live(v, now)}
-            new = _dump(doc)
-            if new != base:
-                _journal.commit(fd, path, base, new)
-        except OSError as exc:
-            self._fail_write(_os_fault(exc))
-        except _Fault as fault:
-            self._fail_write(fault)
-        finally:
-            _unlock_close(fd)
+        with self._faults("the token was not saved to it"):
+            try:
+                if create:
+                    # makedirs applies the mode to the directories it creates, not existing ones.
+                    os.makedirs(os.path.dirname(path), mode=self._dir_mode, exist_ok=True)
+                created = create and _create_new(path)
+                fd = self._lock(path, os.O_RDWR | (os.O_CREAT if create else 0))
+            except FileNotFoundError:
+                if create:
+                    raise _Fault("missing-dir", "cannot be created") from None
+                return  # no file: nothing to remove
+            try:
+                # A file we just created is empty because it is new, not because a writer's
+                # data is still on its way: no need to wait for it to settle.
+                self._rewrite(fd, path, apply, settle=not created)
+            finally:
+                _unlock_close(fd)
 
-    def _fail_write(self, fault: _Fault) -> None:
-        self._warn(fault.kind, fault.reason, "the token was not saved to it")
+    def _rewrite(
+        self, fd: int, path: str, apply: Callable[[dict[Any, Any]], bool], settle: bool
+    ) -> None:
+        """Read the locked file, ``apply`` the change to its tokens, and write it back."""
+        base, loaded = _load(fd, path, writable=True, settle=settle)
+        doc = {} if isinstance(loaded, _Fault) else loaded
+        tokens = doc.get("tokens")
+        if not isinstance(tokens, dict):
+            tokens = {}
+        if not apply(tokens):
+            return
+        if os.path.islink(path) and not (isinstance(loaded, dict) and _is_token_cache(loaded)):
+            # The link may point at anything (a dotfile kept in a repository): write
+            # only into what is a token cache already, or an empty file.
+            raise _Fault(
+                "symlink-not-cache",
+                "is a symbolic link to a file that is not a token cache; it was left "
+                "untouched (point the link at a token cache, or remove it)",
+            )
+        if isinstance(loaded, _Fault):
+            # Unusable content cannot be merged. Its bytes are kept in a backup copy
+            # before the file is started afresh: a cache must never destroy data.
+            backup = _back_up(fd, path)
+            self._warn(loaded.kind, loaded.reason, f"its content was moved to {backup}", once=False)
+            os.ftruncate(fd, 0)
+            base = b""
+        _make_private(fd, path, self._warn)
+        now = _clock.now()
+        doc["tokens"] = {k: v for k, v in tokens.items() if _entry_is_live(v, now)}
+        new = _dump(doc)
+        if new != base:
+            _journal.commit(fd, path, base, new)
 
     # -- locks
 
@@ -710,22 +689,9 @@ class FileTokenCache:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
         lock_path = os.path.join(os.path.dirname(path), f".fedbearer-login-{digest}.lock")
         fd: Optional[int] = None
-        try:
+        with self._faults("logging in without waiting for other processes", login_lock=True):
             os.makedirs(os.path.dirname(path), mode=self._dir_mode, exist_ok=True)
             fd = _acquire(lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, timeout, _POLL_MAX_LOGIN)
-        except OSError as exc:
-            fault = _os_fault(exc)
-            self._warn(
-                "login-" + fault.kind,
-                f"login lock failed: {fault.reason}",
-                "logging in without waiting for other processes",
-            )
-        except _Fault as fault:
-            self._warn(
-                "login-" + fault.kind,
-                f"login lock failed: {fault.reason}",
-                "logging in without waiting for other processes",
-            )
         if fd is None:
             yield False
             return
@@ -733,6 +699,21 @@ class FileTokenCache:
             yield True
         finally:
             _unlock_close(fd)
+
+    # -- faults
+
+    @contextlib.contextmanager
+    def _faults(self, consequence: str, *, login_lock: bool = False) -> Iterator[None]:
+        """Where every storage fault ends: an ``OSError`` or ``_Fault`` raised in the block
+        becomes one warning naming the file, the fault and ``consequence``, and the caller
+        goes on after the block as after a miss or a skipped write. Nothing is raised."""
+        try:
+            yield
+        except (OSError, _Fault) as exc:
+            fault = _os_fault(exc) if isinstance(exc, OSError) else exc
+            if login_lock:
+                fault = _Fault(f"login-{fault.kind}", f"login lock failed: {fault.reason}")
+            self._warn(fault.kind, fault.reason, consequence)
 
     def _warn(self, kind: str, reason: str, consequence: str, *, once: bool = True) -> None:
         path = self.path
