@@ -34,6 +34,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 
+import portalocker
+import yaml
+
 from . import _clock, _journal
 from ._exceptions import ConfigurationError, TokenDataError
 from ._token import Token
@@ -76,6 +79,10 @@ _POLL_MAX_LOGIN = 0.1
 # writer's data still on its way (see _load); wait up to _SETTLE_WAIT seconds for it.
 _SETTLE_RECENT = 2.0
 _SETTLE_WAIT = 0.25
+# YAML through the safe loader and dumper only; LibYAML's (faster) C versions when PyYAML
+# was built with them.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class TokenCacheWarning(UserWarning):
@@ -208,8 +215,6 @@ def _try_lock(fd: int) -> bool:
     portalocker is what the Nebius Python SDK uses (``fcntl.flock`` on POSIX, which is also
     what gofrs/flock in the Go SDK uses), so all three exclude each other.
     """
-    import portalocker
-
     try:
         portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
     except portalocker.AlreadyLocked:
@@ -220,8 +225,6 @@ def _try_lock(fd: int) -> bool:
 
 
 def _unlock_close(fd: int) -> None:
-    import portalocker
-
     # Unlock explicitly: after a fork the child shares the open file description, and a
     # close alone would keep the lock held for as long as the child lives.
     with contextlib.suppress(Exception):
@@ -329,11 +332,8 @@ def _parse(data: bytes) -> dict[Any, Any]:
     """The YAML document as a dict; empty/blank → ``{}``; raises ``_Fault`` when unusable."""
     if not data.strip():
         return {}
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        doc = yaml.load(data, Loader=loader)  # noqa: S506 - a SafeLoader, chosen above
+        doc = yaml.load(data, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader (C or Python)
     except Exception:
         # Never the parser's message: it quotes the offending line, which may be a token.
         raise _Fault("corrupt", "is not valid YAML") from None
@@ -348,11 +348,8 @@ def _parse(data: bytes) -> dict[Any, Any]:
 
 
 def _dump(doc: dict[Any, Any]) -> bytes:
-    import yaml
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     text: str = yaml.dump(
-        doc, Dumper=dumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+        doc, Dumper=_YAML_DUMPER, default_flow_style=False, sort_keys=False, allow_unicode=True
     )
     return text.encode("utf-8")
 

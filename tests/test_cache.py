@@ -15,7 +15,6 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import warnings
@@ -87,19 +86,6 @@ def age(path: Path) -> None:
 
 def journal_of(path: Path) -> Path:
     return Path(str(path.resolve()) + ".fedbearer-journal")
-
-
-def run_py(code: str, *args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kw,
-    )
 
 
 # Forked children start in milliseconds with everything already imported; they are real
