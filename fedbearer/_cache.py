@@ -478,8 +478,9 @@ class FileTokenCache:
     ``path`` is expanded (``~``) and made absolute at each use, never at construction: the
     constructor does no I/O. ``lock_timeout`` bounds each wait for the file's lock (``None``
     waits for ever). Directories are created with ``dir_mode`` (0700 by default: stricter
-    than the reference's 0750, since they hold credentials) and the file with 0600; an
-    existing file's mode is never changed.
+    than the reference's 0750, since they hold credentials) and the file with 0600. An
+    existing file keeps its mode unless group or others may access it: then it is made 0600,
+    with a warning, before a token is written to it.
 
     Faults never raise: they emit one :class:`TokenCacheWarning` per file and kind of fault
     and behave as a cache miss or a skipped write.
@@ -702,8 +703,9 @@ class FileTokenCache:
     @contextlib.contextmanager
     def _faults(self, consequence: str, *, login_lock: bool = False) -> Iterator[None]:
         """Where every storage fault ends: an ``OSError`` or ``_Fault`` raised in the block
-        becomes one warning naming the file, the fault and ``consequence``, and the caller
-        goes on after the block as after a miss or a skipped write. Nothing is raised."""
+        is not raised further but becomes the warning naming the file, the fault and
+        ``consequence`` (once per file, fault and consequence), and the caller goes on after
+        the block as after a miss or a skipped write."""
         try:
             yield
         except (OSError, _Fault) as exc:
