@@ -187,6 +187,7 @@ class FederationAuth(AuthBase):
         interactive: Optional[bool] = None,
         app_name: str = "fedbearer",
         allow_insecure_http: bool = False,
+        preflight: bool = True,
     ) -> None:
         bearer = Bearer(
             profile,
@@ -202,6 +203,7 @@ class FederationAuth(AuthBase):
             interactive=interactive,
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
+            preflight=preflight,
         )
         self._setup(bearer, refresh_margin=refresh_margin, hosts=hosts, cache=cache)
 

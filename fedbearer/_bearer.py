@@ -62,6 +62,12 @@ class Bearer:
         Accept an ``http://`` federation endpoint on another machine. Off by default: the
         code and tokens would cross the network unencrypted. Loopback endpoints
         (``http://127.0.0.1:…``, ``http://localhost:…``) never need it.
+    ``preflight``
+        Before the browser opens, check within seconds that the federation can be reached
+        and accepts the authorization request, so a wrong endpoint, client id or
+        federation id fails at once with a :class:`~fedbearer.ConfigurationError` naming
+        it instead of at the login timeout. On by default; skipped when ``opener`` is
+        given (a program, not a person, follows the URL then).
 
     ``profile_name`` and ``federation_id`` may not contain ``/``: the token cache key
     (:func:`~fedbearer.cache_key`) would become ambiguous.
@@ -83,6 +89,7 @@ class Bearer:
         interactive: Optional[bool] = None,
         app_name: str = "fedbearer",
         allow_insecure_http: bool = False,
+        preflight: bool = True,
     ) -> None:
         #: The validated settings every login and refresh of this bearer uses.
         self.settings = LoginSettings(
@@ -99,6 +106,7 @@ class Bearer:
             interactive=interactive,
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
+            preflight=preflight,
         )
 
     @classmethod

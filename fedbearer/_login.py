@@ -37,6 +37,7 @@ from ._protocol import (
     CallbackKind,
     Federation,
     authorization_code_body,
+    authorize_answer_problem,
     build_authorize_url,
     new_pkce,
     new_state,
@@ -178,6 +179,91 @@ def post_token_request(
     )
 
 
+#: Seconds each step of the pre-flight check may take (connect, then the answer's head).
+PREFLIGHT_TIMEOUT = 5.0
+
+# What to check for each setting the pre-flight check can blame, in library and CLI terms.
+_SETTING_HINTS = {
+    "client_id": (
+        "check client_id (--client-id), and that the federation has registered it as a "
+        "public client with a loopback redirect (http://127.0.0.1, any port)"
+    ),
+    "federation_endpoint": "check federation_endpoint (--federation-endpoint), including its path",
+    "federation_id": "check federation_id (--federation-id)",
+    "scope": "check the scopes requested",
+}
+
+
+def preflight(settings: LoginSettings, redirect_uri: str) -> None:
+    """Fail in seconds, not at the login timeout, when the federation cannot work.
+
+    Sends the authorization request the browser is about to send, with a throwaway state
+    and challenge (the login's own never leave but through the browser), without
+    following redirects. A host that does not resolve, refuses the connection or fails
+    the TLS handshake, and an answer that refuses the request
+    (:func:`~fedbearer._protocol.authorize_answer_problem`), raise
+    :class:`~fedbearer.ConfigurationError` naming the setting to fix. A slow answer or a
+    5xx proves nothing and the login goes on.
+    """
+    federation = settings.federation
+    url = build_authorize_url(
+        federation,
+        client_id=settings.client_id,
+        redirect_uri=redirect_uri,
+        state=new_state(),
+        challenge=new_pkce()[1],
+        federation_id=settings.federation_id,
+    )
+    where = urlsplit(federation.authorize_url).netloc
+    endpoint_hint = _SETTING_HINTS["federation_endpoint"]
+    try:
+        with requests.Session() as session:
+            session.auth = _NoAuth()
+            response = session.get(
+                url,
+                allow_redirects=False,
+                timeout=(PREFLIGHT_TIMEOUT, PREFLIGHT_TIMEOUT),
+                verify=settings.verify,
+                stream=True,
+            )
+            with response:
+                body = b"" if response.status_code < 400 else _read_bounded(response, None)
+    except requests.exceptions.SSLError:
+        raise ConfigurationError(
+            f"the TLS handshake with {where} failed; {endpoint_hint} (http:// or https://), "
+            "or the CA bundle (verify=, REQUESTS_CA_BUNDLE) for a private certificate "
+            "authority"
+        ) from None
+    except requests.exceptions.ConnectTimeout:
+        raise ConfigurationError(
+            f"could not connect to {where} within {PREFLIGHT_TIMEOUT:g} s; {endpoint_hint}, "
+            "and the network or proxy settings (HTTPS_PROXY, NO_PROXY)"
+        ) from None
+    except requests.exceptions.ConnectionError as exc:
+        text = str(exc)
+        resolve = "NameResolution" in text or "getaddrinfo" in text or "Name or service" in text
+        what = "the host name does not resolve" if resolve else "the connection failed"
+        raise ConfigurationError(
+            f"cannot reach the federation at {where} ({what}); {endpoint_hint}, and the "
+            "network or proxy settings (HTTPS_PROXY, NO_PROXY)"
+        ) from None
+    except (requests.RequestException, FedbearerError) as exc:
+        log.info("pre-flight check of %s inconclusive (%s); going on", where, type(exc).__name__)
+        return
+    problem = authorize_answer_problem(
+        response.status_code,
+        response.headers.get("Location", ""),
+        body,
+        redirect_uri=redirect_uri,
+    )
+    if problem is not None:
+        setting, reason = problem
+        raise ConfigurationError(
+            f"the federation refused the login request ({reason}); {_SETTING_HINTS[setting]}"
+        )
+    log.debug("pre-flight check of %s: HTTP %d", where, response.status_code)
+
+
 def exchange_code(
     federation: Federation,
     *,
@@ -309,6 +395,7 @@ def authorize(
     verify: Verify = True,
     app_name: str = "fedbearer",
     allow_insecure_http: bool = False,
+    preflight: bool = True,
 ) -> Token:
     """Run one interactive login and return its token: :func:`login` for these settings.
 
@@ -331,6 +418,7 @@ def authorize(
             interactive=True,
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
+            preflight=preflight,
         )
     )
 
@@ -340,7 +428,8 @@ def login(settings: LoginSettings) -> Token:
 
     1. Start the loopback server on ``127.0.0.1`` (the settings' port, else a free one)
        *before* anything is shown, so the redirect URI names the port actually bound
-       (RFC 8252 §7.3).
+       (RFC 8252 §7.3). Unless ``preflight`` is off or an ``opener`` is given, check that
+       the federation answers the authorization request (:func:`preflight`).
     2. Build the authorization URL with a fresh ``state`` and PKCE S256 challenge
        (RFC 7636 §4), show it on the writer (stderr by default) and log it with the state
        redacted.
@@ -378,6 +467,10 @@ def login(settings: LoginSettings) -> Token:
     redirect_uri = server.start()
     paste: Optional[PasteReader] = None
     try:
+        if settings.preflight and settings.opener is None:
+            # Only when a person is to use the URL: a programmatic opener (a test, a
+            # custom launcher) sees the federation's answer itself.
+            preflight(settings, redirect_uri)
         url = build_authorize_url(
             federation,
             client_id=settings.client_id,

@@ -372,8 +372,10 @@ class LoopbackServer:
                 if remaining <= 0:
                     raise LoginTimeoutError(
                         "the browser did not come back to the login callback before the "
-                        "deadline; finish the login in the browser sooner or pass a longer "
-                        "timeout"
+                        "deadline. If the browser shows an error page from the federation, "
+                        "check the client id and that http://127.0.0.1 redirects are "
+                        "registered for it; otherwise finish the login sooner or pass a "
+                        "longer timeout"
                     )
                 step = min(_POLL, remaining)
             if self._arrived.wait(step):

@@ -315,6 +315,65 @@ def _clean_text(value: Optional[str], limit: int) -> Optional[str]:
     return text or None
 
 
+# ------------------------------------------------------------------ pre-flight check
+
+# RFC 6749 §4.1.2.1 errors a federation redirects back with, and the setting that is wrong.
+_AUTHORIZE_ERROR_SETTINGS = {
+    "unauthorized_client": "client_id",
+    "invalid_client": "client_id",
+    "invalid_scope": "scope",
+    "unsupported_response_type": "federation_endpoint",
+    "invalid_request": "federation_id",
+}
+
+
+def authorize_answer_problem(
+    status: int, location: str, body: bytes, *, redirect_uri: str
+) -> Optional[tuple[str, str]]:
+    """What an answer to the authorization request says is misconfigured, or ``None``.
+
+    A federation that accepts the request answers with its login page (2xx) or a redirect
+    to it (3xx). A redirect back to ``redirect_uri`` with an ``error=`` that only a setting
+    causes (RFC 6749 §4.1.2.1: ``invalid_client``, ``invalid_scope``, ...) names the
+    problem itself. A 404 or 405 means there is no authorization endpoint at
+    that path; another 4xx that the request (client id, redirect URI, federation id) was
+    refused. 5xx says nothing about the settings. Returns ``(setting, reason)``: the
+    setting to check and what the federation said, cleaned and bounded.
+    """
+    if 300 <= status < 400:
+        parts = urlsplit(location)
+        if not location.startswith(redirect_uri) or not parts.query:
+            return None
+        params = dict(parse_qsl(parts.query))
+        error = _clean_text(params.get("error"), 100)
+        if error not in _AUTHORIZE_ERROR_SETTINGS:
+            # access_denied, login_required, server_error, ...: about the user, a policy or
+            # the moment, not the settings; the login itself will show it.
+            return None
+        description = _clean_text(params.get("error_description"), 200)
+        reason = error + (f": {description}" if description else "")
+        return _AUTHORIZE_ERROR_SETTINGS[error], reason
+    if status < 400 or status >= 500:
+        return None
+    if status in (404, 405):
+        return "federation_endpoint", f"HTTP {status}: no authorization endpoint there"
+    data = _json_object(body)
+    error = (
+        _clean_text(data.get("error"), 100) if data and isinstance(data.get("error"), str) else None
+    )
+    description = (
+        _clean_text(data.get("error_description"), 200)
+        if data and isinstance(data.get("error_description"), str)
+        else None
+    )
+    reason = (
+        f"HTTP {status}"
+        + (f", {error}" if error else "")
+        + (f": {description}" if description else "")
+    )
+    return _AUTHORIZE_ERROR_SETTINGS.get(error or "", "client_id"), reason
+
+
 # ----------------------------------------------------------------------- token request
 
 

@@ -132,6 +132,7 @@ class LoginSettings:
     interactive: Optional[bool] = None
     app_name: str = "fedbearer"
     allow_insecure_http: bool = False
+    preflight: bool = True
     federation: Federation = field(init=False, repr=False, compare=False)
     cache_key: str = field(init=False, repr=False, compare=False)
     interactive_source: str = field(default="interactive=False", repr=False, compare=False)

@@ -275,7 +275,10 @@ LOGIN_SCRIPT = """
 import logging, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
 import fedbearer
-token = fedbearer.authorize(sys.argv[1], sys.argv[2], sys.argv[3], timeout=float(sys.argv[4]))
+token = fedbearer.authorize(
+    sys.argv[1], sys.argv[2], sys.argv[3], timeout=float(sys.argv[4]),
+    preflight="no-preflight" not in sys.argv,  # a dead endpoint, to test only the wait
+)
 print("TOKEN", token.token, flush=True)
 """
 
@@ -405,7 +408,7 @@ def test_ctrl_c_during_the_wait_ends_the_login_and_releases_the_port(tmp_path):
     # $BROWSER over SSH is honoured; this one hangs, so the launch is still running too.
     child, _ = spawn_login(
         tmp_path,
-        ["app", "http://127.0.0.1:9", "fed", "60"],
+        ["app", "http://127.0.0.1:9", "fed", "60", "no-preflight"],
         FEDBEARER_CALLBACK_PORT=str(port),
         BROWSER=str(fake_executable(tmp_path, "slow-browser", sleep=30)),
     )
@@ -431,7 +434,9 @@ def test_fixed_port_from_the_environment_is_used_in_the_hint(tmp_path):
     pexpect = pytest.importorskip("pexpect")
     port = free_port()
     child, _ = spawn_login(
-        tmp_path, ["app", "http://127.0.0.1:9", "fed", "60"], FEDBEARER_CALLBACK_PORT=str(port)
+        tmp_path,
+        ["app", "http://127.0.0.1:9", "fed", "60", "no-preflight"],
+        FEDBEARER_CALLBACK_PORT=str(port),
     )
     try:
         child.expect("Waiting for the login to finish")
