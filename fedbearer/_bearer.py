@@ -7,12 +7,12 @@ interactive login. Constructing either does no I/O.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, Optional
 
 from ._exceptions import InteractionRequiredError
 from ._login import TOKEN_REQUEST_TIMEOUT, login, refresh
+from ._login_command import login_command
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify, check_timeout
 from ._token import Token
 
@@ -175,19 +175,11 @@ class Receiver:
         settings = self.bearer.settings
         if not settings.interactive:
             # Raised before anything else: no port, no thread, no output (cron, CI).
-            command = shlex.join(
-                [
-                    "fedbearer",
-                    "login",
-                    "--client-id",
-                    settings.client_id,
-                    "--federation-endpoint",
-                    settings.federation_endpoint,
-                    "--federation-id",
-                    settings.federation_id,
-                    "--profile",
-                    settings.profile,
-                ]
+            command = login_command(
+                settings.client_id,
+                settings.federation_endpoint,
+                settings.federation_id,
+                settings.profile,
             )
             raise InteractionRequiredError(
                 f"a login is needed for profile {settings.profile!r} but interactive logins "

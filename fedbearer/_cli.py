@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import sys
 import textwrap
@@ -52,6 +51,7 @@ from ._exceptions import (
     InteractionRequiredError,
     LoginTimeoutError,
 )
+from ._login_command import login_command
 from ._settings import DEFAULT_LOGIN_TIMEOUT
 from ._token import Token, jwt_claims
 
@@ -981,23 +981,16 @@ def _interaction_required(args: argparse.Namespace, exc: InteractionRequiredErro
         identity = _identity(args, need_client_id=True)
     except FedbearerError:
         return str(exc)
-    command = ["fedbearer", "login"]
-    if args.nebius_profile is not None:
-        command += ["--nebius-profile", args.nebius_profile]
-    command += [
-        "--client-id",
-        identity.client_id or "",
-        "--federation-endpoint",
+    assert identity.client_id is not None
+    command = login_command(
+        identity.client_id,
         identity.federation_endpoint,
-        "--federation-id",
         identity.federation_id,
-        "--profile",
         identity.profile,
-    ]
-    if identity.allow_insecure_http:
-        command.append("--allow-insecure-http")
-    if args.cache_file is not None:
-        command += ["--cache-file", str(args.cache_file)]
+        nebius_profile=args.nebius_profile,
+        allow_insecure_http=identity.allow_insecure_http,
+        cache_file=args.cache_file,
+    )
     if getattr(args, "non_interactive", False):
         why, where = "--non-interactive was given", "a terminal"
     else:
@@ -1006,7 +999,7 @@ def _interaction_required(args: argparse.Namespace, exc: InteractionRequiredErro
         where = "a terminal where FEDBEARER_INTERACTIVE is not set"
     return (
         f"a login is needed for {identity.describe()} but {why}; log in first from "
-        f"{where} with: {shlex.join(command)}"
+        f"{where} with: {command}"
     )
 
 

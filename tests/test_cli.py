@@ -210,6 +210,22 @@ def test_fedbearer_interactive_0_in_the_environment_also_means_exit_3(
     assert "FEDBEARER_INTERACTIVE=0" in one_line(capsys.readouterr().err)
 
 
+def test_following_the_exit_3_login_command_fixes_the_failure(
+    local_federation, browser_command, tmp_path, capsys
+):
+    cache = ["--cache-file", str(tmp_path / "tokens.yaml")]
+    argv = ["token", *flags(local_federation, "--profile", "ci", *cache, "--non-interactive")]
+    assert main(argv) == EXIT_INTERACTION_REQUIRED
+    command = shlex.split(one_line(capsys.readouterr().err).split(" with: ", 1)[1])
+    assert command[:2] == ["fedbearer", "login"]
+    assert main(command[1:]) == EXIT_OK  # same identity, same cache file
+    capsys.readouterr()
+    assert main(argv) == EXIT_OK
+    assert local_federation.is_valid(capsys.readouterr().out.strip())
+    assert local_federation.code_exchanges == 1  # the login; then the cached token
+    assert local_federation.refreshes == 0
+
+
 def test_non_interactive_still_uses_a_cached_token(local_federation, default_cache, capsys):
     token = seed(default_cache, key_of(local_federation))
     assert main(["token", *flags(local_federation, "--non-interactive")]) == EXIT_OK
