@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from fedbearer import LoginTimeoutError, Token, _clock
+from fedbearer import FederationAuth, LoginTimeoutError, Token, _clock
 from fedbearer._cache import FileTokenCache, cache_key
 from fedbearer._cli import (
     EXIT_FAILURE,
@@ -33,10 +33,9 @@ from fedbearer._cli import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    _Progress,
-    _subject,
     main,
 )
+from fedbearer._cli.output import Progress, subject
 
 from .conftest import wait_for
 
@@ -457,7 +456,7 @@ def _jwt(claims):
 
 
 @pytest.mark.parametrize(
-    ("token", "subject"),
+    ("token", "expected"),
     [
         (_jwt({"sub": "u-1", "email": "ann@example.com"}), "ann@example.com"),
         (_jwt({"sub": "u-1"}), "u-1"),
@@ -467,8 +466,8 @@ def _jwt(claims):
         ("a.!!!.c", None),
     ],
 )
-def test_subject_is_read_from_jwt_claims_only(token, subject):
-    assert _subject(token) == subject
+def test_subject_is_read_from_jwt_claims_only(token, expected):
+    assert subject(token) == expected
 
 
 class FakeTerminal(io.StringIO):
@@ -482,7 +481,7 @@ def progress_threads():
 
 def test_progress_redraws_an_elapsed_line_on_a_terminal_and_stops_cleanly():
     screen = FakeTerminal()
-    progress = _Progress(screen, live=True, tick=0.01)
+    progress = Progress(screen, live=True, tick=0.01)
     assert not progress.started and progress_threads() == []
     progress.write("Open this URL\n")
     assert progress.started
@@ -501,7 +500,7 @@ def test_progress_redraws_an_elapsed_line_on_a_terminal_and_stops_cleanly():
 
 def test_progress_writes_plain_lines_when_not_on_a_terminal():
     stream = io.StringIO()
-    with _Progress(stream, live=False, tick=0.01, plain_every=0.03, indent="  ") as progress:
+    with Progress(stream, live=False, tick=0.01, plain_every=0.03, indent="  ") as progress:
         progress.write("Open this URL\nand wait\n")
         assert wait_for(lambda: stream.getvalue().count("Still waiting for the login") >= 2)
     assert progress_threads() == []
@@ -510,7 +509,7 @@ def test_progress_writes_plain_lines_when_not_on_a_terminal():
 
 
 def test_a_refresh_writes_nothing_so_progress_does_not_start():
-    with _Progress(io.StringIO(), live=True, tick=0.01) as progress:
+    with Progress(io.StringIO(), live=True, tick=0.01) as progress:
         pass
     assert not progress.started and progress_threads() == []
 
@@ -685,17 +684,15 @@ def test_token_points_stdout_at_stderr_during_the_login_and_restores_it(
 ):
     """While ``token`` logs in, fd 1 and ``sys.stdout`` are stderr (what a browser child
     inherits); afterwards they are stdout again, whatever ended the login."""
-    from fedbearer import _cli
-
     stdout_before, fd1_before = sys.stdout, os.fstat(1)
     seen = {}
 
-    def obtain(*args):
+    def get_token(self):
         seen["fd1_is_stderr"] = os.path.samestat(os.fstat(1), os.fstat(2))
         seen["stdout_is_stderr"] = sys.stdout is sys.stderr
         raise failure("stop here")
 
-    monkeypatch.setattr(_cli, "_obtain", obtain)
+    monkeypatch.setattr(FederationAuth, "get_token", get_token)
     status = main(["token", *flags(local_federation)])
     assert status == (EXIT_INTERRUPTED if failure is KeyboardInterrupt else EXIT_FAILURE)
     assert seen == {"fd1_is_stderr": True, "stdout_is_stderr": True}

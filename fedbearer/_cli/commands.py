@@ -1,0 +1,470 @@
+"""The ``fedbearer`` commands, one function each, and :func:`main`, which runs one.
+
+``main`` turns what a command raises into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import textwrap
+import time
+import traceback
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, Callable, Optional, cast
+
+import requests
+
+from .._auth import FederationAuth
+from .._browser import choose_browser
+from .._cache import FileTokenCache
+from .._environment import detect_environment
+from .._exceptions import ConfigurationError, FedbearerError, InteractionRequiredError
+from .._token import Token
+from .options import (
+    Identity,
+    UsageError,
+    build_parser,
+    cache_from,
+    identity_from,
+    resolve_identity,
+)
+from .output import (
+    Progress,
+    debug_logging,
+    expiry,
+    hint,
+    interaction_required,
+    progress_for,
+    report,
+    show_warning,
+    subject,
+)
+
+log = logging.getLogger("fedbearer.cli")
+
+EXIT_OK = 0
+#: The login or the federation failed; a demo step failed; an unexpected error.
+EXIT_FAILURE = 1
+#: Bad command line or configuration.
+EXIT_USAGE = 2
+#: A login is needed but ``--non-interactive`` / ``FEDBEARER_INTERACTIVE=0`` forbids it.
+EXIT_INTERACTION_REQUIRED = 3
+#: Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+class _Failure(FedbearerError):
+    """A step of a command failed in a way that is not a library error (exit status 1)."""
+
+
+def _auth(
+    args: argparse.Namespace, identity: Identity, cache: FileTokenCache, writer: Progress
+) -> FederationAuth:
+    assert identity.client_id is not None
+    return FederationAuth(
+        identity.client_id,
+        identity.federation_endpoint,
+        identity.federation_id,
+        profile=identity.profile,
+        writer=cast(IO[str], writer),
+        no_browser_open=args.no_browser,
+        timeout=args.timeout,
+        port=args.port,
+        cache=cache,
+        # None leaves it to FEDBEARER_INTERACTIVE; the flag can only turn logins off.
+        interactive=False if args.non_interactive else None,
+        allow_insecure_http=identity.allow_insecure_http,
+    )
+
+
+def _obtain(
+    args: argparse.Namespace, identity: Identity, cache: FileTokenCache
+) -> tuple[Token, str]:
+    """A valid token and how it was obtained: ``cached``, ``refreshed`` or ``login``."""
+    before = cache.get(identity.key)
+    with progress_for(sys.stderr, no_browser=args.no_browser, debug=args.debug) as progress:
+        token = _auth(args, identity, cache, progress).get_token()
+    if before is not None and token == before:
+        return token, "cached"
+    return token, "login" if progress.started else "refreshed"
+
+
+def _cmd_login(args: argparse.Namespace) -> int:
+    identity = identity_from(args, need_client_id=True)
+    cache = cache_from(args)
+    token, how = _obtain(args, identity, cache)
+    who = subject(token.token)
+    as_who = f" as {who}" if who else ""
+    renewable = ", with a refresh token" if token.refresh_token else ""
+    if how == "cached":
+        print(
+            f"Already logged in{as_who}: {identity.describe()}; the cached token is "
+            f"{expiry(token)}{renewable}. ('fedbearer logout' forgets it.)"
+        )
+    else:
+        verb = "Logged in" if how == "login" else "Renewed the token with its refresh token"
+        print(
+            f"{verb}{as_who}: {identity.describe()}; token {expiry(token)}{renewable}; "
+            f"saved in {cache.path}."
+        )
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """For the duration, file descriptor 1 and ``sys.stdout`` both lead to stderr.
+
+    ``fedbearer token``'s stdout is for the token alone, and ``$(fedbearer token)`` reads
+    it to its end. A browser launched during the login inherits descriptor 1: Chrome
+    prints "Opening in existing browser session." to it, and a browser process that lives
+    on would hold the pipe open, and the command substitution with it. Both are restored
+    on the way out, whatever ends the block (an error, Ctrl-C).
+    """
+    saved_stdout = sys.stdout
+    with contextlib.suppress(Exception):
+        saved_stdout.flush()
+    saved_fd: Optional[int] = None
+    # Not inheritable: no child gets the real stdout through the copy. No descriptor 1 at
+    # all (OSError): nothing a child could write to.
+    with contextlib.suppress(OSError):
+        saved_fd = os.dup(1)
+    try:
+        if saved_fd is not None:
+            try:
+                os.dup2(2, 1)
+            except OSError:  # no stderr either: the browser's chatter goes nowhere
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, 1)
+                finally:
+                    os.close(devnull)
+        if sys.stderr is not None:
+            sys.stdout = sys.stderr
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        sys.stdout = saved_stdout
+        if saved_fd is not None:
+            try:
+                os.dup2(saved_fd, 1)
+            finally:
+                os.close(saved_fd)
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    identity = identity_from(args, need_client_id=True)
+    cache = cache_from(args)
+    with _stdout_to_stderr():
+        token, how = _obtain(args, identity, cache)
+    if how != "cached":
+        verb = "Logged in" if how == "login" else "Renewed the token"
+        print(f"{verb}: {identity.describe()}; token {expiry(token)}.", file=sys.stderr)
+    sys.stdout.write(token.token + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _cmd_logout(args: argparse.Namespace) -> int:
+    identity = identity_from(args, need_client_id=False)
+    cache = cache_from(args)
+
+    def present() -> bool:
+        return any(key == identity.key for key, _ in cache.entries())
+
+    if not present():
+        print(
+            f"Not logged in: no cached token for {identity.describe()} in {cache.path}; "
+            "nothing to remove."
+        )
+        return EXIT_OK
+    cache.remove(identity.key)
+    if present():
+        raise _Failure(
+            f"could not remove the token of {identity.describe()} from {cache.path} "
+            "(see the warning above); check the file's permissions"
+        )
+    print(
+        f"Logged out: removed the cached token of {identity.describe()} from {cache.path}. "
+        "The federation was not contacted; the token itself expires on its own."
+    )
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    current = resolve_identity(args, need_client_id=False, required=False)
+    cache = cache_from(args)
+    entries = cache.entries()
+    if not entries:
+        print(f"No cached tokens in {cache.path}.")
+        return EXIT_OK
+    print(f"Cached tokens in {cache.path}:")
+    for key, token in entries:
+        mark = "*" if current is not None and key == current.key else " "
+        renewable = ", with a refresh token" if token.refresh_token else ""
+        print(f"{mark} {key}: {expiry(token)}{renewable}")
+    if current is not None and all(key != current.key for key, _ in entries):
+        print(f"  (nothing cached for {current.describe()})")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _loopback_bypasses_proxies() -> Iterator[None]:
+    """Keep ``HTTP(S)_PROXY`` away from ``127.0.0.1`` while the demo runs, then restore.
+
+    The token request goes through ``requests`` with the environment's proxy settings, and
+    ``requests`` sends even loopback addresses to a proxy unless ``no_proxy`` names them.
+    """
+    saved = {name: os.environ.get(name) for name in ("no_proxy", "NO_PROXY")}
+    current = saved["no_proxy"] or saved["NO_PROXY"] or ""
+    entries = [entry for entry in current.split(",") if entry.strip()]
+    value = ",".join([*entries, "127.0.0.1"])
+    try:
+        os.environ["no_proxy"] = os.environ["NO_PROXY"] = value
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def _demo_browser_reason(args: argparse.Namespace) -> Optional[str]:
+    """Why the demo will not use a real browser, or ``None`` when it will."""
+    if args.no_browser:
+        return "--no-browser was given"
+    environment = detect_environment()
+    choice = choose_browser(environment)
+    if not choice.launches:
+        return choice.reason or "no browser was found"
+    if not environment.stdin_tty:
+        return "standard input is not a terminal, so nobody may be there to press Approve"
+    return None
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    # Here, not at the top: the local federation's HTTP server would slow every `fedbearer token`.
+    from ..testing import LocalFederation, ProgrammaticBrowser
+
+    started = time.monotonic()
+    out = sys.stdout
+    steps = 6
+    width = max(60, min(100, shutil.get_terminal_size().columns))
+
+    def say(text: str, indent: str = "", hang: Optional[str] = None) -> None:
+        # Long words (URLs, JSON) are never split, so they stay copyable.
+        lines = textwrap.fill(
+            text,
+            width=width,
+            initial_indent=indent,
+            subsequent_indent=indent if hang is None else hang,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        out.write(lines + "\n")
+        out.flush()
+
+    def step(number: int, text: str) -> None:
+        say(f"[{number}/{steps}] {text}", hang=" " * 6)
+
+    no_browser_because = _demo_browser_reason(args)
+    interactive = no_browser_because is None
+    say(
+        "fedbearer demo: a complete federation login on this machine, step by step. "
+        "No network and no real credentials are used."
+    )
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_loopback_bypasses_proxies())
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="fedbearer-demo-"))
+        federation = stack.enter_context(
+            LocalFederation(
+                client_id="fedbearer-demo",
+                federation_id="demo-federation",
+                auto_approve=not interactive,
+                user="demo-user",
+            )
+        )
+        step(
+            1,
+            f"A local federation (an OAuth 2.0 authorization server in this process) is "
+            f"running at {federation.endpoint}; client id 'fedbearer-demo', federation id "
+            "'demo-federation'.",
+        )
+        programmatic = ProgrammaticBrowser()
+        progress = progress_for(out, no_browser=args.no_browser, debug=args.debug, indent="      ")
+        opener: Callable[[str], Optional[bool]]
+        if interactive:
+            real = choose_browser(detect_environment()).opener
+            assert real is not None
+
+            def opener(url: str) -> bool:
+                try:
+                    opened = real(url)
+                except Exception as exc:
+                    log.debug("demo: browser launch failed (%s)", type(exc).__name__)
+                    opened = False
+                if opened is False:
+                    progress.write("The browser did not open; approving in-process instead.\n")
+                    return programmatic(url)
+                return True
+
+            step(
+                2,
+                "Your browser will open the federation's approval page: type any name and "
+                "press Approve (or Deny, to see a refused login).",
+            )
+        else:
+            opener = programmatic
+            step(
+                2,
+                f"No browser will be opened: {no_browser_because}. A programmatic browser "
+                "(fedbearer.testing.ProgrammaticBrowser) follows the login URL in-process "
+                "and the federation approves at once.",
+            )
+        cache = FileTokenCache(os.path.join(workdir, "credentials.yaml"))
+        auth = FederationAuth(
+            federation.client_id,
+            federation.endpoint,
+            "demo-federation",
+            profile="demo",
+            writer=cast(IO[str], progress),
+            timeout=args.timeout,
+            port=args.port,
+            opener=opener,
+            cache=cache,
+            hosts=[federation.endpoint],
+            interactive=True,  # the demo is a login; FEDBEARER_INTERACTIVE=0 is for real ones
+        )
+        step(
+            3,
+            "Logging in: FederationAuth starts a loopback server on 127.0.0.1, shows the "
+            f"login URL, hands it to the {'' if interactive else 'programmatic '}browser "
+            "and waits for the browser to come back with the code:",
+        )
+        with progress:
+            token = auth.get_token()
+        step(
+            4,
+            f"Token obtained: {expiry(token)}"
+            f"{', with a refresh token' if token.refresh_token else ''}; cached in a "
+            "temporary credentials.yaml. (The token itself is never shown.)",
+        )
+        session = stack.enter_context(requests.Session())
+        session.trust_env = False  # loopback calls go straight to the local API
+        session.auth = auth
+        response = session.get(federation.whoami_url, timeout=30)
+        if response.status_code != 200:
+            raise _Failure(f"the API answered HTTP {response.status_code} with a fresh token")
+        step(
+            5,
+            f"API call with session.auth = FederationAuth(...): GET /whoami -> "
+            f"{response.status_code} {_short_json(response)}",
+        )
+        federation.revoke_access_tokens()
+        step(
+            6,
+            "Forced renewal: the federation drops every access token, as if it had "
+            "expired early. Calling the API again:",
+        )
+        response = session.get(federation.whoami_url, timeout=30)
+        first = response.history[0] if response.history else None
+        if first is None or first.status_code != 401 or response.status_code != 200:
+            raise _Failure(
+                "expected 401 then 200 after the revocation, got "
+                f"{first.status_code if first is not None else 'no 401'} then "
+                f"{response.status_code}"
+            )
+        challenge = re.search(r'error="([^"]*)"', first.headers.get("WWW-Authenticate", ""))
+        how = (
+            "renewed it with the refresh token (no browser)"
+            if federation.refreshes
+            else "logged in again"
+        )
+        say(
+            f"GET /whoami -> 401 ({challenge.group(1) if challenge else 'no error code'}); "
+            f"FederationAuth {how} and resent the request -> {response.status_code} "
+            f"{_short_json(response)}",
+            indent=" " * 6,
+        )
+        say(
+            f"Federation counters: {federation.logins} login(s), "
+            f"{federation.refreshes} refresh(es).",
+            indent=" " * 6,
+        )
+    say(
+        f"Done in {time.monotonic() - started:.1f} s. The federation and the loopback server "
+        "are stopped and the temporary cache is deleted. Next: session.auth = "
+        "FederationAuth(client_id, federation_endpoint, federation_id) in your code."
+    )
+    return EXIT_OK
+
+
+def _short_json(response: Any) -> str:
+    try:
+        return json.dumps(response.json(), sort_keys=True)[:200]
+    except ValueError:
+        return "(not JSON)"
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "login": _cmd_login,
+    "token": _cmd_token,
+    "logout": _cmd_logout,
+    "status": _cmd_status,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``fedbearer`` command with ``argv`` (default ``sys.argv[1:]``); the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        report(exc.prog, f"{exc}; see '{exc.prog} --help'")
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version print, then exit 0
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    prog = f"fedbearer {args.command}"
+    try:
+        with debug_logging(args.debug), warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{prog}: interrupted\n")
+        return EXIT_INTERRUPTED
+    except InteractionRequiredError as exc:
+        if args.debug:
+            traceback.print_exc()
+        report(prog, interaction_required(args, exc))
+        return EXIT_INTERACTION_REQUIRED
+    except FedbearerError as exc:
+        if args.debug:
+            traceback.print_exc()
+        report(prog, str(exc) + hint(exc, prog))
+        if isinstance(exc, ConfigurationError):
+            return EXIT_USAGE
+        return EXIT_FAILURE
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        # The type only: a foreign exception's text is not known to be free of secrets.
+        report(
+            prog,
+            f"unexpected {type(exc).__name__}; run again with --debug for the details, "
+            "and report it if it persists",
+        )
+        return EXIT_FAILURE

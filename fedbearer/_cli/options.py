@@ -1,0 +1,344 @@
+"""The ``fedbearer`` command line: its parser, and the settings the options resolve to.
+
+Each identity setting comes from its option, else from ``--nebius-profile``, else from its
+environment variable (:func:`resolve_identity`). The parser's errors raise
+:class:`UsageError` instead of printing the usage and exiting, so that ``main`` reports
+them as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import textwrap
+from dataclasses import dataclass
+from typing import NoReturn, Optional
+
+from .. import __version__
+from .._cache import FileTokenCache, cache_key
+from .._exceptions import ConfigurationError
+from .._nebius_config import load_nebius_profile
+from .._protocol import normalize_endpoint
+from .._settings import DEFAULT_LOGIN_TIMEOUT
+
+CLIENT_ID_ENV = "FEDBEARER_CLIENT_ID"
+ENDPOINT_ENV = "FEDBEARER_FEDERATION_ENDPOINT"
+FEDERATION_ID_ENV = "FEDBEARER_FEDERATION_ID"
+PROFILE_ENV = "FEDBEARER_PROFILE"
+
+DEFAULT_PROFILE = "default"
+
+
+class UsageError(Exception):
+    """A bad command line; ``prog`` is the (sub)command it was given to."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage dump) and never exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number 0-65535: {text!r}")
+    return int(text)
+
+
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty")
+    return text
+
+
+_EPILOG = """\
+exit codes:
+  0    success
+  1    the login or the federation failed (refused, timed out, token endpoint error)
+  2    usage or configuration error
+  3    a login is needed but interaction is off (--non-interactive, FEDBEARER_INTERACTIVE=0)
+  130  interrupted (Ctrl-C)
+
+Settings come from the options, else from --nebius-profile, else from the environment
+(FEDBEARER_CLIENT_ID, FEDBEARER_FEDERATION_ENDPOINT, FEDBEARER_FEDERATION_ID,
+FEDBEARER_PROFILE). Tokens are cached in ~/.nebius/credentials.yaml, shared with the
+Nebius CLI. 'fedbearer demo' shows the whole login on this machine with no setup."""
+
+
+def _identity_options() -> _Parser:
+    parser = _Parser(add_help=False)
+    group = parser.add_argument_group("identity and cache")
+    group.add_argument(
+        "--client-id",
+        metavar="ID",
+        help=f"OAuth client id of your application [${CLIENT_ID_ENV}]",
+    )
+    group.add_argument(
+        "--federation-endpoint",
+        metavar="URL",
+        help=f"federation address; https:// is assumed without a scheme [${ENDPOINT_ENV}]",
+    )
+    group.add_argument(
+        "--federation-id",
+        metavar="ID",
+        help=f"federation id, sent as federation-id ('' for none) [${FEDERATION_ID_ENV}]",
+    )
+    group.add_argument(
+        "--profile",
+        metavar="NAME",
+        help=(
+            "profile name in the token cache (default: the --nebius-profile name, else "
+            f"'{DEFAULT_PROFILE}') [${PROFILE_ENV}]"
+        ),
+    )
+    group.add_argument(
+        "--nebius-profile",
+        metavar="NAME",
+        help="take the endpoint and federation id from this profile of ~/.nebius/config.yaml",
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help=(
+            "accept a plain http:// federation endpoint on another machine (the login code "
+            "and tokens then cross the network unencrypted; loopback never needs this)"
+        ),
+    )
+    group.add_argument(
+        "--cache-file",
+        metavar="PATH",
+        type=_path,
+        help="token cache file (default: ~/.nebius/credentials.yaml, the Nebius CLI's)",
+    )
+    return parser
+
+
+def _login_options(*, non_interactive: bool = True) -> _Parser:
+    parser = _Parser(add_help=False)
+    group = parser.add_argument_group("login")
+    group.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="do not open a browser; only show the login URL",
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=DEFAULT_LOGIN_TIMEOUT,
+        help="give up on the login after this long (default: %(default)g)",
+    )
+    group.add_argument(
+        "--port",
+        metavar="PORT",
+        type=_port,
+        help=(
+            "fixed port for the login callback on 127.0.0.1, e.g. for an ssh -L forward "
+            "(default: $FEDBEARER_CALLBACK_PORT, else any free port)"
+        ),
+    )
+    if non_interactive:
+        group.add_argument(
+            "--non-interactive",
+            action="store_true",
+            help=(
+                "never start a login: exit with status 3 when no valid or refreshable token "
+                "is cached (for cron and CI; also FEDBEARER_INTERACTIVE=0)"
+            ),
+        )
+    return parser
+
+
+def _debug_option() -> _Parser:
+    parser = _Parser(add_help=False)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="log what happens (DEBUG, to stderr; never tokens) and show tracebacks",
+    )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fedbearer`` argument parser; ``args.command`` names the command given.
+
+    Its errors raise :class:`UsageError` instead of exiting.
+    """
+    parser = _Parser(
+        prog="fedbearer",
+        description=textwrap.fill(
+            "Interactive OAuth 2.0 federation login (authorization code + PKCE, loopback "
+            "redirect), compatible with the Nebius CLI's token cache.",
+            80,
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    identity, login, debug = _identity_options(), _login_options(), _debug_option()
+
+    def command(name: str, summary: str, description: str, *parents: _Parser) -> None:
+        commands.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, 80),
+            epilog=_EPILOG,
+            parents=list(parents),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    command(
+        "login",
+        "log in (or reuse a valid cached token) and show the profile and expiry",
+        "Log in through the browser and store the token in the cache; reuse the cached "
+        "token when it is still valid, renew it with its refresh token when it can. Shows "
+        "the profile, federation and expiry, never the token.",
+        identity,
+        login,
+        debug,
+    )
+    command(
+        "token",
+        "print a valid access token on stdout, logging in if needed",
+        "Print a valid access token, and nothing else, on stdout, for example "
+        '`curl -H "Authorization: Bearer $(fedbearer token)" ...`. Logs in (messages on '
+        "stderr) when the cache has no valid or refreshable token.",
+        identity,
+        login,
+        debug,
+    )
+    command(
+        "logout",
+        "remove the cached token of a profile",
+        "Remove the profile's token from the cache. The federation is not contacted: the "
+        "token stays valid there until it expires.",
+        identity,
+        debug,
+    )
+    command(
+        "status",
+        "list the cached tokens and their expiry (never the tokens)",
+        "List every entry of the token cache with its expiry and whether it has a refresh "
+        "token; '*' marks the configured profile. Tokens are never shown.",
+        identity,
+        debug,
+    )
+    command(
+        "demo",
+        "run a complete login against a local federation (no setup, no network)",
+        "Start a local federation, log in through the real loopback server (in your "
+        "browser when there is one, else approved in-process), call a protected API with "
+        "a requests session using FederationAuth, force a renewal, and explain each step. "
+        "Uses a temporary token cache: your credentials are not touched.",
+        _login_options(non_interactive=False),
+        debug,
+    )
+    return parser
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Whose token a command works on: the settings that make its cache key, and the client."""
+
+    client_id: Optional[str]
+    federation_endpoint: str
+    federation_id: str
+    profile: str
+    allow_insecure_http: bool = False
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.federation_endpoint, self.federation_id, self.profile)
+
+    def describe(self) -> str:
+        fid = f"federation {self.federation_id}" if self.federation_id else "no federation id"
+        return f"profile '{self.profile}' at {self.federation_endpoint} ({fid})"
+
+
+def _env(name: str) -> Optional[str]:
+    value = os.environ.get(name, "").strip()
+    return value or None  # an empty variable counts as unset
+
+
+def identity_from(args: argparse.Namespace, *, need_client_id: bool) -> Identity:
+    """The identity the options describe; :class:`ConfigurationError` when one is missing."""
+    identity = resolve_identity(args, need_client_id=need_client_id, required=True)
+    assert identity is not None
+    return identity
+
+
+def resolve_identity(
+    args: argparse.Namespace, *, need_client_id: bool, required: bool
+) -> Optional[Identity]:
+    """Each setting from its option, else ``--nebius-profile``, else the environment.
+
+    With ``required=False``, ``None`` when no endpoint or federation id is configured.
+    """
+    nebius_endpoint = nebius_id = nebius_name = None
+    if args.nebius_profile is not None:
+        nebius = load_nebius_profile(args.nebius_profile)
+        nebius_endpoint, nebius_id, nebius_name = (
+            nebius.federation_endpoint,
+            nebius.federation_id,
+            nebius.name,
+        )
+
+    def pick(option: Optional[str], nebius: Optional[str], env: str) -> Optional[str]:
+        if option is not None:
+            return option
+        if nebius is not None:
+            return nebius
+        return _env(env)
+
+    client_id = args.client_id if args.client_id is not None else _env(CLIENT_ID_ENV)
+    endpoint = pick(args.federation_endpoint, nebius_endpoint, ENDPOINT_ENV)
+    federation_id = pick(args.federation_id, nebius_id, FEDERATION_ID_ENV)
+    profile = pick(args.profile, nebius_name, PROFILE_ENV)
+    if profile is None:
+        profile = DEFAULT_PROFILE
+    if not endpoint or not endpoint.strip():
+        if not required:
+            return None
+        raise ConfigurationError(
+            "no federation endpoint: pass --federation-endpoint URL, set "
+            f"{ENDPOINT_ENV}, or use --nebius-profile NAME"
+        )
+    if federation_id is None:
+        if not required:
+            return None
+        raise ConfigurationError(
+            "no federation id: pass --federation-id ID ('' for none), set "
+            f"{FEDERATION_ID_ENV}, or use --nebius-profile NAME"
+        )
+    if need_client_id and (client_id is None or not client_id.strip()):
+        raise ConfigurationError(
+            f"no client id: pass --client-id ID or set {CLIENT_ID_ENV} "
+            "(the OAuth client id of your application)"
+        )
+    if not profile.strip():
+        raise ConfigurationError("the profile name is empty; pass --profile NAME")
+    # A bad endpoint, id or profile is a usage error before anything runs.
+    normalize_endpoint(endpoint, allow_insecure_http=args.allow_insecure_http)
+    cache_key(endpoint, federation_id, profile)
+    return Identity(client_id, endpoint, federation_id, profile, args.allow_insecure_http)
+
+
+def cache_from(args: argparse.Namespace) -> FileTokenCache:
+    """The token cache ``--cache-file`` names, else ``~/.nebius/credentials.yaml``."""
+    return FileTokenCache(args.cache_file)
