@@ -3,7 +3,8 @@
 ``fedbearer login | token | logout | status`` work on the token cache shared with the
 Nebius CLI (``~/.nebius/credentials.yaml`` unless ``--cache-file``) through the public API:
 ``FederationAuth(...).get_token()`` decides between the cached token, its refresh token and
-an interactive login. ``fedbearer demo`` runs the whole thing against a local federation.
+an interactive login. ``fedbearer demo`` runs the whole thing against a local federation
+(:mod:`fedbearer.testing.demo`).
 
 - :mod:`.options`: the parser, and the identity and cache the options resolve to.
 - :mod:`.commands`: one function per command, and :func:`main` with the exit codes.

@@ -7,26 +7,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import logging
 import os
-import re
-import shutil
 import sys
-import tempfile
-import textwrap
-import time
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import IO, Any, Callable, Optional, cast
-
-import requests
+from typing import IO, Callable, Optional, cast
 
 from .._auth import FederationAuth
-from .._browser import choose_browser
 from .._cache import FileTokenCache
-from .._environment import detect_environment
 from .._exceptions import ConfigurationError, FedbearerError, InteractionRequiredError
 from .._token import Token
 from .options import (
@@ -48,8 +37,6 @@ from .output import (
     show_warning,
     subject,
 )
-
-log = logging.getLogger("fedbearer.cli")
 
 EXIT_OK = 0
 #: The login or the federation failed; a demo step failed; an unexpected error.
@@ -217,203 +204,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@contextlib.contextmanager
-def _loopback_bypasses_proxies() -> Iterator[None]:
-    """Keep ``HTTP(S)_PROXY`` away from ``127.0.0.1`` while the demo runs, then restore.
-
-    The token request goes through ``requests`` with the environment's proxy settings, and
-    ``requests`` sends even loopback addresses to a proxy unless ``no_proxy`` names them.
-    """
-    saved = {name: os.environ.get(name) for name in ("no_proxy", "NO_PROXY")}
-    current = saved["no_proxy"] or saved["NO_PROXY"] or ""
-    entries = [entry for entry in current.split(",") if entry.strip()]
-    value = ",".join([*entries, "127.0.0.1"])
-    try:
-        os.environ["no_proxy"] = os.environ["NO_PROXY"] = value
-        yield
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = old
-
-
-def _demo_browser_reason(args: argparse.Namespace) -> Optional[str]:
-    """Why the demo will not use a real browser, or ``None`` when it will."""
-    if args.no_browser:
-        return "--no-browser was given"
-    environment = detect_environment()
-    choice = choose_browser(environment)
-    if not choice.launches:
-        return choice.reason or "no browser was found"
-    if not environment.stdin_tty:
-        return "standard input is not a terminal, so nobody may be there to press Approve"
-    return None
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     # Here, not at the top: the local federation's HTTP server would slow every `fedbearer token`.
-    from ..testing import LocalFederation, ProgrammaticBrowser
+    from ..testing.demo import run_demo
 
-    started = time.monotonic()
-    out = sys.stdout
-    steps = 6
-    width = max(60, min(100, shutil.get_terminal_size().columns))
-
-    def say(text: str, indent: str = "", hang: Optional[str] = None) -> None:
-        # Long words (URLs, JSON) are never split, so they stay copyable.
-        lines = textwrap.fill(
-            text,
-            width=width,
-            initial_indent=indent,
-            subsequent_indent=indent if hang is None else hang,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        out.write(lines + "\n")
-        out.flush()
-
-    def step(number: int, text: str) -> None:
-        say(f"[{number}/{steps}] {text}", hang=" " * 6)
-
-    no_browser_because = _demo_browser_reason(args)
-    interactive = no_browser_because is None
-    say(
-        "fedbearer demo: a complete federation login on this machine, step by step. "
-        "No network and no real credentials are used."
-    )
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_loopback_bypasses_proxies())
-        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="fedbearer-demo-"))
-        federation = stack.enter_context(
-            LocalFederation(
-                client_id="fedbearer-demo",
-                federation_id="demo-federation",
-                auto_approve=not interactive,
-                user="demo-user",
-            )
-        )
-        step(
-            1,
-            f"A local federation (an OAuth 2.0 authorization server in this process) is "
-            f"running at {federation.endpoint}; client id 'fedbearer-demo', federation id "
-            "'demo-federation'.",
-        )
-        programmatic = ProgrammaticBrowser()
-        progress = progress_for(out, no_browser=args.no_browser, debug=args.debug, indent="      ")
-        opener: Callable[[str], Optional[bool]]
-        if interactive:
-            real = choose_browser(detect_environment()).opener
-            assert real is not None
-
-            def opener(url: str) -> bool:
-                try:
-                    opened = real(url)
-                except Exception as exc:
-                    log.debug("demo: browser launch failed (%s)", type(exc).__name__)
-                    opened = False
-                if opened is False:
-                    progress.write("The browser did not open; approving in-process instead.\n")
-                    return programmatic(url)
-                return True
-
-            step(
-                2,
-                "Your browser will open the federation's approval page: type any name and "
-                "press Approve (or Deny, to see a refused login).",
-            )
-        else:
-            opener = programmatic
-            step(
-                2,
-                f"No browser will be opened: {no_browser_because}. A programmatic browser "
-                "(fedbearer.testing.ProgrammaticBrowser) follows the login URL in-process "
-                "and the federation approves at once.",
-            )
-        cache = FileTokenCache(os.path.join(workdir, "credentials.yaml"))
-        auth = FederationAuth(
-            federation.client_id,
-            federation.endpoint,
-            "demo-federation",
-            profile="demo",
-            writer=cast(IO[str], progress),
-            timeout=args.timeout,
-            port=args.port,
-            opener=opener,
-            cache=cache,
-            hosts=[federation.endpoint],
-            interactive=True,  # the demo is a login; FEDBEARER_INTERACTIVE=0 is for real ones
-        )
-        step(
-            3,
-            "Logging in: FederationAuth starts a loopback server on 127.0.0.1, shows the "
-            f"login URL, hands it to the {'' if interactive else 'programmatic '}browser "
-            "and waits for the browser to come back with the code:",
-        )
-        with progress:
-            token = auth.get_token()
-        step(
-            4,
-            f"Token obtained: {expiry(token)}"
-            f"{', with a refresh token' if token.refresh_token else ''}; cached in a "
-            "temporary credentials.yaml. (The token itself is never shown.)",
-        )
-        session = stack.enter_context(requests.Session())
-        session.trust_env = False  # loopback calls go straight to the local API
-        session.auth = auth
-        response = session.get(federation.whoami_url, timeout=30)
-        if response.status_code != 200:
-            raise _Failure(f"the API answered HTTP {response.status_code} with a fresh token")
-        step(
-            5,
-            f"API call with session.auth = FederationAuth(...): GET /whoami -> "
-            f"{response.status_code} {_short_json(response)}",
-        )
-        federation.revoke_access_tokens()
-        step(
-            6,
-            "Forced renewal: the federation drops every access token, as if it had "
-            "expired early. Calling the API again:",
-        )
-        response = session.get(federation.whoami_url, timeout=30)
-        first = response.history[0] if response.history else None
-        if first is None or first.status_code != 401 or response.status_code != 200:
-            raise _Failure(
-                "expected 401 then 200 after the revocation, got "
-                f"{first.status_code if first is not None else 'no 401'} then "
-                f"{response.status_code}"
-            )
-        challenge = re.search(r'error="([^"]*)"', first.headers.get("WWW-Authenticate", ""))
-        how = (
-            "renewed it with the refresh token (no browser)"
-            if federation.refreshes
-            else "logged in again"
-        )
-        say(
-            f"GET /whoami -> 401 ({challenge.group(1) if challenge else 'no error code'}); "
-            f"FederationAuth {how} and resent the request -> {response.status_code} "
-            f"{_short_json(response)}",
-            indent=" " * 6,
-        )
-        say(
-            f"Federation counters: {federation.logins} login(s), "
-            f"{federation.refreshes} refresh(es).",
-            indent=" " * 6,
-        )
-    say(
-        f"Done in {time.monotonic() - started:.1f} s. The federation and the loopback server "
-        "are stopped and the temporary cache is deleted. Next: session.auth = "
-        "FederationAuth(client_id, federation_endpoint, federation_id) in your code."
-    )
+    run_demo(no_browser=args.no_browser, timeout=args.timeout, port=args.port, debug=args.debug)
     return EXIT_OK
-
-
-def _short_json(response: Any) -> str:
-    try:
-        return json.dumps(response.json(), sort_keys=True)[:200]
-    except ValueError:
-        return "(not JSON)"
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -12,6 +12,8 @@
 - A pytest plugin, :mod:`fedbearer.testing.plugin`, registered through the ``pytest11``
   entry point, with the fixtures ``local_federation``, ``fedbearer_cache`` and
   ``programmatic_browser``.
+- :mod:`fedbearer.testing.demo`: what ``fedbearer demo`` runs, a whole login against a
+  ``LocalFederation``, explained step by step.
 
 ``import fedbearer`` does not import this package, and ``responses`` (an optional
 dependency) is only imported by the helpers that need it.
