@@ -8,7 +8,10 @@ RFC 9207 (``iss`` in authorization responses), RFC 9700 (security BCP).
 
 oauthlib does the pieces it does well (the S256 challenge, the token request bodies, the
 query of the authorization URL); the token response is parsed here (see
-:func:`parse_token_response`).
+:func:`parse_token_response`). It is imported by the functions that use it: importing any
+of ``oauthlib.oauth2`` loads every grant type and endpoint it has, which is more than a
+tenth of a cached ``fedbearer token`` process (``benchmarks/token_command.py``), and only a
+login or a refresh needs it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from oauthlib.common import add_params_to_uri
-from oauthlib.oauth2 import Client
-from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from ._exceptions import (
     ConfigurationError,
@@ -175,6 +174,8 @@ def code_challenge(verifier: str) -> str:
 
     oauthlib defaults to ``plain``; the method is always passed explicitly.
     """
+    from oauthlib.oauth2 import Client
+
     challenge = Client("pkce").create_code_challenge(verifier, "S256")
     assert isinstance(challenge, str)
     return challenge
@@ -201,6 +202,8 @@ def build_authorize_url(
     is empty. oauthlib's ``prepare_grant_uri`` refuses ``http://`` endpoints unless a
     process-wide switch is set, so the query is assembled with its transport-neutral helper.
     """
+    from oauthlib.common import add_params_to_uri
+
     params = [
         ("response_type", "code"),
         ("client_id", client_id),
@@ -379,6 +382,8 @@ def authorize_answer_problem(
 
 def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, verifier: str) -> str:
     """Form body of the code exchange (RFC 6749 §4.1.3, RFC 7636 §4.5). Public client."""
+    from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
+
     body = prepare_token_request(
         "authorization_code",
         code=code,
@@ -392,6 +397,8 @@ def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, ver
 
 def refresh_token_body(*, refresh_token: str, client_id: str) -> str:
     """Form body of a refresh (RFC 6749 §6). No scope: the original scope is kept."""
+    from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
+
     body = prepare_token_request("refresh_token", refresh_token=refresh_token, client_id=client_id)
     assert isinstance(body, str)
     return body
