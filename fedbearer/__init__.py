@@ -34,8 +34,7 @@ from ._login import authorize
 from ._nebius_config import NebiusProfile, load_nebius_profile
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings
 from ._token import DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_LIFETIME, Token
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_CACHE",

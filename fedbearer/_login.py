@@ -19,8 +19,6 @@ import requests
 import urllib3
 
 from . import _clock
-from ._browser import choose_browser, launch
-from ._environment import Environment, detect_environment
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,
@@ -30,8 +28,6 @@ from ._exceptions import (
     LoginTimeoutError,
     TokenEndpointError,
 )
-from ._loopback import LoopbackServer
-from ._paste import PasteReader, start_paste_reader
 from ._protocol import (
     MAX_TOKEN_RESPONSE_BYTES,
     CallbackKind,
@@ -47,9 +43,12 @@ from ._protocol import (
 )
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify
 from ._token import Token
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._browser import Opener
+    from ._environment import Environment
+    from ._paste import PasteReader
 
 log = logging.getLogger("fedbearer.login")
 
@@ -221,6 +220,8 @@ def preflight(settings: LoginSettings, redirect_uri: str) -> None:
             session.auth = _NoAuth()
             response = session.get(
                 url,
+                # Says what it is in the federation's logs: not a login, a check.
+                headers={"User-Agent": f"fedbearer/{__version__} (pre-flight check)"},
                 allow_redirects=False,
                 timeout=(PREFLIGHT_TIMEOUT, PREFLIGHT_TIMEOUT),
                 verify=settings.verify,
@@ -450,6 +451,14 @@ def login(settings: LoginSettings) -> Token:
     paste reader is stopped, the port is released and the server's threads are joined
     before this returns.
     """
+    # Imported here, not at the top: a process whose token is cached never logs in, and
+    # these (the callback server and its pages, browser launching, the paste reader) are a
+    # tenth of a cached `fedbearer token` process (benchmarks/token_command.py).
+    from ._browser import choose_browser, launch
+    from ._environment import detect_environment
+    from ._loopback import LoopbackServer
+    from ._paste import start_paste_reader
+
     federation, timeout = settings.federation, settings.timeout
     environment = detect_environment()
     out = settings.writer if settings.writer is not None else sys.stderr

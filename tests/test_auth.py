@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import pickle
+import sys
 import threading
 import urllib.request
 from dataclasses import replace
@@ -28,6 +29,7 @@ from fedbearer import (
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 from .api_server import ProtectedAPI
+from .conftest import wait_for
 
 T0 = 1_800_000_000.0
 
@@ -266,6 +268,12 @@ def test_generator_body_is_never_resent_empty(federation, api, caplog):
 
 
 # ---------------------------------------------------------------------------- single-flight
+
+
+def _stack(frame):
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
 
 
 def _run_threads(n: int, target) -> list[BaseException]:
@@ -648,7 +656,22 @@ def test_when_even_a_fresh_token_is_refused_later_401s_renew_no_more(federation,
 
 def test_a_shared_failure_keeps_its_message_intact(federation, api):
     federation.fail_next("deny")
-    auth = make_auth(federation)
+    browser = ProgrammaticBrowser()
+
+    def queued_in_renew() -> int:
+        return sum(
+            1
+            for frame in sys._current_frames().values()
+            if any(f.f_code.co_name == "_renew" for f in _stack(frame))
+        )
+
+    def open_once_all_wait(url: str) -> bool:
+        # The failure is shared with callers queued behind it: let all four queue first
+        # (the one logging in and three waiting for the lock), whatever the machine's load.
+        wait_for(lambda: queued_in_renew() == 4, timeout=30)
+        return browser(url)
+
+    auth = make_auth(federation, opener=open_once_all_wait)
     messages: list[str] = []
 
     def call():

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -66,11 +67,18 @@ def default_cache(isolated_env):
     return FileTokenCache(isolated_env / ".nebius" / "credentials.yaml")
 
 
-def flags(fed, *extra, login=True):
-    """Identity options for ``fed``; with ``login``, also a client id and a short timeout."""
+def flags(fed, *extra, login=True, preflight=True):
+    """Identity options for ``fed``; with ``login``, also a client id and a short timeout.
+
+    ``preflight=False`` turns the pre-flight check off, for tests that count the
+    federation's approvals or queue a fault for the next authorization request: the
+    check's own request to the federation would take them.
+    """
     args = ["--federation-endpoint", fed.endpoint, "--federation-id", fed.federation_id]
     if login:
         args += ["--client-id", fed.client_id, "--timeout", "20"]
+    if not preflight:
+        args.append("--no-preflight")
     return [*args, *extra]
 
 
@@ -237,7 +245,7 @@ def test_non_interactive_still_uses_a_cached_token(local_federation, default_cac
 def test_login_logs_in_through_the_browser_and_never_prints_the_token(
     local_federation, browser_command, default_cache, capsys
 ):
-    assert main(["login", *flags(local_federation)]) == EXIT_OK
+    assert main(["login", *flags(local_federation, preflight=False)]) == EXIT_OK
     captured = capsys.readouterr()
     cached = default_cache.get(key_of(local_federation))
     assert cached is not None and local_federation.is_valid(cached.token)
@@ -263,14 +271,14 @@ def test_login_reuses_a_valid_cached_token_and_says_so(local_federation, default
 def test_token_prints_exactly_a_valid_token_and_reuses_it(
     local_federation, browser_command, default_cache, capsys
 ):
-    assert main(["token", *flags(local_federation)]) == EXIT_OK
+    assert main(["token", *flags(local_federation, preflight=False)]) == EXIT_OK
     first = capsys.readouterr()
     token = first.out.removesuffix("\n")
     assert first.out == token + "\n" and "\n" not in token
     assert local_federation.is_valid(token)
     assert "Logged in" in first.err and token not in first.err
 
-    assert main(["token", *flags(local_federation)]) == EXIT_OK
+    assert main(["token", *flags(local_federation, preflight=False)]) == EXIT_OK
     second = capsys.readouterr()
     assert second.out == first.out and second.err == ""
     assert local_federation.logins == 1
@@ -279,12 +287,12 @@ def test_token_prints_exactly_a_valid_token_and_reuses_it(
 def test_token_near_expiry_is_renewed_with_the_refresh_token_without_a_browser(
     local_federation, browser_command, default_cache, monkeypatch, capsys
 ):
-    assert main(["token", *flags(local_federation)]) == EXIT_OK
+    assert main(["token", *flags(local_federation, preflight=False)]) == EXIT_OK
     old = capsys.readouterr().out.strip()
     later = _clock.now() + 3600 - 60  # inside the refresh margin, not yet expired
     monkeypatch.setattr(_clock, "now", lambda: later)
     monkeypatch.setenv("BROWSER", "false %s")  # a login now would fail
-    assert main(["token", *flags(local_federation)]) == EXIT_OK
+    assert main(["token", *flags(local_federation, preflight=False)]) == EXIT_OK
     captured = capsys.readouterr()
     new = captured.out.strip()
     assert new != old and local_federation.is_valid(new)
@@ -296,14 +304,14 @@ def test_a_refused_login_is_one_line_and_exit_1_and_debug_adds_the_traceback(
     local_federation, browser_command, capsys
 ):
     local_federation.fail_next("deny")
-    assert main(["login", *flags(local_federation)]) == EXIT_FAILURE
+    assert main(["login", *flags(local_federation, preflight=False)]) == EXIT_FAILURE
     err = capsys.readouterr().err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("fedbearer login: error:") and "access_denied" in last
 
     local_federation.fail_next("deny")
-    assert main(["login", *flags(local_federation, "--debug")]) == EXIT_FAILURE
+    assert main(["login", *flags(local_federation, "--debug", preflight=False)]) == EXIT_FAILURE
     err = capsys.readouterr().err
     assert "Traceback" in err and "AuthorizationError" in err
     assert "fedbearer.loopback DEBUG" in err
@@ -736,7 +744,16 @@ def test_cli_logs_in_at_an_independent_provider_through_chromium():
         assert status.returncode == 0 and status.stdout.count("\n* federation/") == 1
         for shown in (login.stdout, login.stderr, status.stdout, status.stderr):
             assert token not in shown
-        assert len(op.authorize_log()) == 1 and driver.unexpected == []
+        # The pre-flight check's request, then the browser's: the same but for the
+        # throwaway state and challenge; `login` and `status` sent none.
+        (check,) = op.preflight_checks()
+        (browser,) = op.authorize_log()
+        assert check["state"] != browser["state"]
+        mutable = ("state", "code_challenge")
+        assert {k: v for k, v in check.items() if k not in mutable} == {
+            k: v for k, v in browser.items() if k not in mutable
+        }
+        assert driver.unexpected == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -771,3 +788,29 @@ def test_token_expiry_text_uses_utc_and_relative_time(local_federation, default_
     assert main(["login", *flags(local_federation)]) == EXIT_OK
     out = capsys.readouterr().out
     assert expiration.strftime("%Y-%m-%d %H:%M:%S UTC") in out and "(in 2 h)" in out
+
+
+# ---------------------------------------------------------------------------- fail fast
+
+
+def test_a_wrong_endpoint_fails_at_once_naming_the_flag(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    args = ["login", "--client-id", "c", "--federation-endpoint", dead, "--federation-id", "f"]
+    assert main(args) == EXIT_USAGE  # with the default timeout of 300 s
+    err = capsys.readouterr().err
+    assert "--federation-endpoint" in err and "/oauth2/authorize?" not in err
+
+
+def test_a_wrong_client_id_fails_at_once_naming_the_flag(local_federation, capsys):
+    args = [*flags(local_federation, login=False), "--client-id", "not-registered"]
+    assert main(["login", *args]) == EXIT_USAGE
+    assert "--client-id" in capsys.readouterr().err
+    assert local_federation.logins == 0
+
+
+def test_the_check_lets_a_right_login_through(local_federation, browser_command, capsys):
+    assert main(["login", *flags(local_federation)]) == EXIT_OK
+    assert local_federation.code_exchanges == 1
+    assert local_federation.authorize_requests == 2  # the check, then the browser

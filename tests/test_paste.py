@@ -494,22 +494,23 @@ def test_paste_reader_thread_is_gone_after_a_login_by_the_browser(federation, mo
     """A login finished by the loopback callback stops the reader too (stdin a terminal)."""
     import pty
 
-    from fedbearer import _environment, _login
+    from fedbearer import _environment, _paste
     from fedbearer.testing import ProgrammaticBrowser
 
     real_detect = _environment.detect_environment
+    # login() imports these from their modules when it runs.
     monkeypatch.setattr(
-        _login, "detect_environment", lambda: real_detect(stdin_isatty=lambda: True)
+        _environment, "detect_environment", lambda: real_detect(stdin_isatty=lambda: True)
     )
     readers: list[PasteReader] = []
-    real_start = _login.start_paste_reader
+    real_start = _paste.start_paste_reader
 
     def recording_start(**kwargs):
         reader = real_start(**kwargs)
         readers.append(reader)
         return reader
 
-    monkeypatch.setattr(_login, "start_paste_reader", recording_start)
+    monkeypatch.setattr(_paste, "start_paste_reader", recording_start)
     master, slave = pty.openpty()
     try:
         monkeypatch.setattr(sys, "stdin", os.fdopen(slave, "r", closefd=False))

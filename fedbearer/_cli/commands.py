@@ -70,6 +70,7 @@ def _auth(
         # None leaves it to FEDBEARER_INTERACTIVE; the flag can only turn logins off.
         interactive=False if args.non_interactive else None,
         allow_insecure_http=identity.allow_insecure_http,
+        preflight=args.preflight,
     )
 
 

@@ -152,6 +152,15 @@ def _login_options(*, non_interactive: bool = True) -> _Parser:
             "(default: $FEDBEARER_CALLBACK_PORT, else any free port)"
         ),
     )
+    group.add_argument(
+        "--no-preflight",
+        dest="preflight",
+        action="store_false",
+        help=(
+            "skip the check, before the browser opens, that the federation accepts the "
+            "login request (it makes a wrong endpoint or client id fail in seconds)"
+        ),
+    )
     if non_interactive:
         group.add_argument(
             "--non-interactive",

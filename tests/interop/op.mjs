@@ -216,6 +216,7 @@ provider.use(async (ctx, next) => {
       path: ctx.path,
       query: { ...ctx.query },
       raw_query: ctx.querystring,
+      user_agent: ctx.get('User-Agent') || null,
       time: Date.now() / 1000,
     };
     authorizeLog.push(entry);

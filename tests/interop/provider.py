@@ -242,14 +242,27 @@ class IndependentProvider:
     def authorize_requests(self) -> list[dict[str, Any]]:
         """Every request to ``/oauth2/authorize`` so far, oldest first, each a dict with
         ``method``, ``query`` (decoded; a repeated parameter becomes a list), ``raw_query``
-        (the exact query string), ``status`` and ``location`` (where the provider sent the
-        browser: the interaction page, or the redirect URI with ``code``/``error``)."""
-        result: list[dict[str, Any]] = self._test_api("authorize-log")
-        return result
+        (the exact query string), ``user_agent``, ``status`` and ``location`` (where the
+        provider sent the browser: the interaction page, or the redirect URI with
+        ``code``/``error``).
+
+        fedbearer's pre-flight checks (:meth:`preflight_checks`) are left out: they are not
+        logins, and tests count logins by the authorize requests that arrive.
+        """
+        return [entry for entry in self._authorize_entries() if not _is_check(entry)]
 
     def authorize_log(self) -> list[dict[str, Any]]:
-        """The query parameters of every authorize request so far, oldest first."""
+        """The query parameters of :meth:`authorize_requests`, oldest first."""
         return [entry["query"] for entry in self.authorize_requests()]
+
+    def preflight_checks(self) -> list[dict[str, Any]]:
+        """The query parameters of fedbearer's pre-flight checks (sent before the browser
+        opens, with the User-Agent ``fedbearer/<version> (pre-flight check)``)."""
+        return [entry["query"] for entry in self._authorize_entries() if _is_check(entry)]
+
+    def _authorize_entries(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._test_api("authorize-log")
+        return result
 
     def token_log(self) -> list[dict[str, Any]]:
         """Every POST to ``/oauth2/token``: ``form`` (the parsed body), ``content_type``,
@@ -267,3 +280,7 @@ class IndependentProvider:
             f"federation_id={self.federation_id!r}, at_ttl={self.at_ttl}, "
             f"refresh={self.refresh})"
         )
+
+
+def _is_check(entry: dict[str, Any]) -> bool:
+    return "(pre-flight check)" in str(entry.get("user_agent") or "")

@@ -13,12 +13,13 @@ import base64
 import hashlib
 import io
 import time
+from dataclasses import replace
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
 
-from fedbearer import AuthorizationError, Bearer, Token
+from fedbearer import AuthorizationError, Bearer, ConfigurationError, Token
 
 from ..conftest import assert_released, login_threads
 from .chromium import BrowserDriver, deny, login_and_approve
@@ -167,9 +168,11 @@ def test_denied_login_raises_access_denied_and_chromium_shows_our_failure_page(
 def test_unknown_federation_id_is_the_providers_invalid_request(
     independent_provider: IndependentProvider, browser_env: BrowserDriver
 ) -> None:
+    """The provider's refusal, as the browser meets it when the pre-flight check is off."""
     op = independent_provider
     run = browser_env.expect(login_and_approve())  # never reaches a login form
-    bearer = bearer_for(op, io.StringIO(), federation_id="not-" + op.federation_id)
+    wrong = bearer_for(op, io.StringIO(), federation_id="not-" + op.federation_id)
+    bearer = Bearer.from_settings(replace(wrong.settings, preflight=False))
 
     with pytest.raises(AuthorizationError) as caught:
         bearer.receiver().fetch()
@@ -180,3 +183,49 @@ def test_unknown_federation_id_is_the_providers_invalid_request(
     assert page.status == 400
     assert op.authorize_log()[0]["federation-id"] == "not-" + op.federation_id
     assert op.token_log() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"federation_id": "not-interop"}, "--federation-id"),
+        ({"client_id": "not-registered"}, "--client-id"),
+        ({"federation_endpoint": "/extra/path"}, "--federation-endpoint"),
+    ],
+)
+def test_a_wrong_setting_fails_before_the_browser_opens(
+    independent_provider: IndependentProvider,
+    browser_driver: BrowserDriver,
+    monkeypatch: pytest.MonkeyPatch,
+    change: dict[str, str],
+    named: str,
+) -> None:
+    """Issue #12: against the independent provider, each wrong setting fails at once (with
+    the default 300 s timeout), naming the setting, and no browser is started."""
+    op = independent_provider
+    monkeypatch.setenv("BROWSER", browser_driver.browser_env)
+    settings = {
+        "client_id": op.client_id,
+        "federation_endpoint": op.endpoint,
+        "federation_id": op.federation_id,
+        **change,
+    }
+    if change.get("federation_endpoint", "").startswith("/"):
+        settings["federation_endpoint"] = op.endpoint + change["federation_endpoint"]
+    writer = io.StringIO()
+    bearer = Bearer(
+        "interop",
+        settings["client_id"],
+        settings["federation_endpoint"],
+        settings["federation_id"],
+        writer=writer,
+        interactive=True,
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        bearer.receiver().fetch()
+    assert named in str(caught.value)
+    assert "/oauth2/authorize?" not in writer.getvalue()
+    assert op.authorize_log() == [] and browser_driver.unexpected == []
+    # The provider logs /oauth2/authorize only: a check of a wrong path does not reach it.
+    checks = 0 if "federation_endpoint" in change else 1
+    assert len(op.preflight_checks()) == checks and op.token_log() == []
