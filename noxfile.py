@@ -10,7 +10,9 @@ again on 3.9 and 3.13 without the tests marked ``browser`` or ``interop`` (a rea
 and the node OpenID provider). Those drive the same fedbearer code through a browser and a
 second provider, not through other Python versions, and they would add two minutes to every
 CI run. nox finds an interpreter as ``python3.9`` / ``python3.13`` on ``PATH`` and never
-downloads one; .ci/run puts pyenv's there when no other is.
+downloads one; .ci/run puts pyenv's there when no other is. The session's virtual
+environment is made and filled by uv when uv is installed (.ci/run installs it), by venv and
+pip otherwise.
 
 The ``nebius`` SDK, the reference that the cache and profile compatibility tests compare
 with, needs Python >= 3.10 (setup.cfg installs it only there), so on 3.9 the tests that
@@ -28,7 +30,7 @@ import nox
 OLDEST, NEWEST = "3.9", "3.13"
 
 nox.options.sessions = ["tests"]
-nox.options.default_venv_backend = "venv"
+nox.options.default_venv_backend = "uv|venv"  # uv installs in seconds; venv without it
 nox.options.download_python = "never"
 
 # Everything that imports nebius, for Pythons it does not install on.
