@@ -37,6 +37,8 @@ from fedbearer._cache import (
 )
 from fedbearer._token import Token
 
+from .conftest import skip_or_fail
+
 REPO = Path(__file__).resolve().parent.parent
 KEY = "federation/auth.example.com/federation-e00test/default"
 SECRET = "eyJSECRET.token-value.sig"
@@ -550,17 +552,26 @@ class caught_login_lock:
 def unprivileged_command() -> list[str]:
     """argv prefix that runs Python without root's permission bypass.
 
-    Tests run as root here, and root reads a chmod-000 file and writes into a chmod-500
-    directory. A user namespace without a uid map drops every capability over the host's
-    files while keeping the process otherwise unchanged, so the kernel's ordinary permission
-    checks apply.
+    Tests often run as root (CI does), and root reads a chmod-000 file and writes into a
+    chmod-500 directory only because it holds CAP_DAC_OVERRIDE. setpriv(1) empties every
+    capability set, the bounding set included, so neither the probe nor anything it runs can
+    hold one again; it keeps uid 0, so it still reaches the interpreter and the test's files
+    (both under 0700 directories of root's), and the kernel decides by the owner's permission
+    bits as for any user. Unlike a user namespace this needs nothing the machine may forbid.
     """
     if os.geteuid() != 0:
         return [sys.executable]
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-U", "true"], check=False).returncode:
-        pytest.skip("running as root without user namespaces: permission faults cannot be produced")
-    return [unshare, "-U", sys.executable]
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        skip_or_fail(
+            "running as root without setpriv: permission faults cannot be produced"
+            " (`apt-get install util-linux`, or run the tests as an ordinary user)"
+        )
+    command = [setpriv, "--inh-caps=-all", "--bounding-set=-all", sys.executable]
+    dropped = subprocess.run([*command, "-c", ""], capture_output=True, text=True, check=False)
+    if dropped.returncode:
+        skip_or_fail(f"running as root and setpriv cannot drop capabilities: {dropped.stderr}")
+    return command
 
 
 PROBE = """

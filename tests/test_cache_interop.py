@@ -25,9 +25,11 @@ from fedbearer import _cache
 from fedbearer._cache import FileTokenCache, cache_key
 from fedbearer._token import Token
 
-nebius_cache = pytest.importorskip("nebius.aio.token.file_cache.token_cache")
-nebius_token = pytest.importorskip("nebius.aio.token.token")
-nebius_federation = pytest.importorskip("nebius.aio.token.federation_bearer")
+from .conftest import NEBIUS_HINT, import_or_fail, skip_or_fail
+
+nebius_cache = import_or_fail("nebius.aio.token.file_cache.token_cache", NEBIUS_HINT)
+nebius_token = import_or_fail("nebius.aio.token.token", NEBIUS_HINT)
+nebius_federation = import_or_fail("nebius.aio.token.federation_bearer", NEBIUS_HINT)
 
 FORK = multiprocessing.get_context("fork")
 ENDPOINT, FEDERATION_ID, PROFILE = "auth.example.com", "federation-e00abc", "dev"
@@ -208,10 +210,14 @@ def _nebius_set_with_late_flush(path, unlocked, gap):
 def test_a_nebius_write_still_in_flight_after_its_unlock_is_waited_for(path, operation):
     """Taking the lock between the reference's unlock and its flush shows a truncated file;
     fedbearer must neither read that as "no tokens" nor write over it."""
+    import portalocker
     import portalocker.utils
 
     if not hasattr(portalocker.utils.Lock, "_release_claimed_fh"):
-        pytest.skip("this portalocker version releases differently; the window cannot be widened")
+        skip_or_fail(
+            f"portalocker {portalocker.__version__} releases differently: the window cannot be"
+            " widened (`pip install -U portalocker`)"
+        )
     fb = FileTokenCache(path, lock_timeout=5)
     fb.put("existing", Token("kept", expiry()))
     unlocked = FORK.Event()

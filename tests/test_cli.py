@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from importlib.metadata import entry_points
+from importlib.metadata import distribution
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -523,7 +523,11 @@ def test_a_refresh_writes_nothing_so_progress_does_not_start():
 
 
 def test_console_script_is_main():
-    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "fedbearer"]
+    (script,) = [
+        e
+        for e in distribution("fedbearer").entry_points
+        if e.group == "console_scripts" and e.name == "fedbearer"
+    ]
     assert script.load() is main
 
 

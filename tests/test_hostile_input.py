@@ -30,7 +30,7 @@ from fedbearer import Bearer, _login, _loopback
 from fedbearer._loopback import LoopbackServer
 from fedbearer.testing import ProgrammaticBrowser
 
-from .conftest import assert_released, login_threads, wait_for
+from .conftest import assert_released, login_threads, skip_or_fail, wait_for
 
 STATE = "s" * 43
 HOST = b"{HOST}"  # replaced by 127.0.0.1:<port> when sent
@@ -240,7 +240,10 @@ def test_port_80_accepts_the_host_header_without_a_port(host):
         srv = LoopbackServer(state=STATE, issuers=frozenset(), port=80)
         srv.start()
     except fedbearer.ConfigurationError as exc:
-        pytest.skip(f"cannot listen on port 80 here: {exc}")
+        skip_or_fail(
+            f"cannot listen on port 80 here ({exc}): run as root, or let users bind it with"
+            " `sysctl -w net.ipv4.ip_unprivileged_port_start=80`"
+        )
     try:
         assert srv.redirect_uri == "http://127.0.0.1:80"
         stray = b"GET /robots.txt HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"

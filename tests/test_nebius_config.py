@@ -12,6 +12,8 @@ from fedbearer import ConfigurationError
 from fedbearer._cache import cache_key
 from fedbearer._nebius_config import NebiusProfile, load_nebius_profile
 
+from .conftest import NEBIUS_HINT, import_or_fail
+
 DEV = {
     "auth-type": "federation",
     "federation-endpoint": "auth.dev.example.com",
@@ -172,7 +174,7 @@ def test_malformed_files_are_rejected_without_quoting_them(tmp_path, content, me
 
 
 def test_agrees_with_the_nebius_sdk_on_which_profile_is_chosen(config, monkeypatch):
-    cli_config = pytest.importorskip("nebius.aio.cli_config")
+    cli_config = import_or_fail("nebius.aio.cli_config", NEBIUS_HINT)
     for env in (None, "prod"):
         if env is None:
             monkeypatch.delenv("NEBIUS_PROFILE", raising=False)

@@ -31,7 +31,7 @@ from fedbearer._paste import PasteReader, classify_paste, start_paste_reader
 from fedbearer._protocol import Callback, CallbackKind
 from fedbearer.testing import LocalFederation
 
-from .conftest import login_threads, wait_for
+from .conftest import import_or_fail, login_threads, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the paste fallback is POSIX only")
 
@@ -305,7 +305,7 @@ def fake_executable(directory: Path, name: str, *, sleep: float = 0.0) -> Path:
 
 
 def spawn_login(tmp_path: Path, args: list[str], **env: str):
-    pexpect = pytest.importorskip("pexpect")
+    pexpect = import_or_fail("pexpect")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in CONSOLE_AND_DESKTOP:
@@ -350,7 +350,7 @@ def callback_from_authorize(url: str) -> str:
 
 
 def test_ssh_session_shows_the_hint_launches_nothing_and_completes_from_a_paste(tmp_path):
-    pexpect = pytest.importorskip("pexpect")
+    pexpect = import_or_fail("pexpect")
     with LocalFederation() as fed:
         child, bin_dir = spawn_login(
             tmp_path, [fed.client_id, fed.endpoint, fed.federation_id or "", "30"]
@@ -403,7 +403,7 @@ def free_port() -> int:
 
 
 def test_ctrl_c_during_the_wait_ends_the_login_and_releases_the_port(tmp_path):
-    pexpect = pytest.importorskip("pexpect")
+    pexpect = import_or_fail("pexpect")
     port = free_port()
     # $BROWSER over SSH is honoured; this one hangs, so the launch is still running too.
     child, _ = spawn_login(
@@ -431,7 +431,7 @@ def test_ctrl_c_during_the_wait_ends_the_login_and_releases_the_port(tmp_path):
 
 
 def test_fixed_port_from_the_environment_is_used_in_the_hint(tmp_path):
-    pexpect = pytest.importorskip("pexpect")
+    pexpect = import_or_fail("pexpect")
     port = free_port()
     child, _ = spawn_login(
         tmp_path,

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import urllib.request
-from importlib.metadata import entry_points
+from importlib.metadata import distribution
 from urllib.error import HTTPError
 from urllib.parse import urlencode
 
@@ -51,7 +51,11 @@ def auth_for(fed, **kwargs):
 
 
 def test_plugin_is_registered_as_a_pytest11_entry_point_and_loaded_from_it(pytestconfig):
-    (plugin,) = [e for e in entry_points(group="pytest11") if e.name == "fedbearer"]
+    (plugin,) = [
+        e
+        for e in distribution("fedbearer").entry_points
+        if e.group == "pytest11" and e.name == "fedbearer"
+    ]
     assert plugin.value == "fedbearer.testing.plugin"
     # Loaded under the entry point's name: these tests' fixtures come from it, not a conftest.
     assert pytestconfig.pluginmanager.get_plugin("fedbearer") is plugin.load()

@@ -6,10 +6,11 @@
   in a thread of its own, reachable through ``$BROWSER`` (``browser_shim.py``) or directly.
 - ``conftest.py`` — the fixtures (``independent_provider``, ``browser_driver``, ...).
 
-The skip-or-fail policy lives here so every interop test applies the same one: when a
-requirement is missing, the test is skipped with the command that installs it — unless the
-``CI`` environment variable is ``"true"``, where a missing requirement is a failure (CI must
-never go green by skipping the interop suite).
+Every interop test checks its requirements through :func:`require_interop`, which applies
+the suite's skip-or-fail policy (:func:`tests.conftest.skip_or_fail`): when a requirement is
+missing, the test is skipped with the command that installs it — unless the ``CI``
+environment variable is ``"true"``, where a missing requirement is a failure (CI must never
+go green by skipping the interop suite).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-import pytest
+from ..conftest import skip_or_fail
 
 HERE = Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
@@ -28,11 +29,6 @@ CHROMIUM = Path(os.environ.get("FEDBEARER_CHROMIUM", "/usr/bin/chromium"))
 NPM_HINT = "cd tests/interop && npm ci"
 CHROMIUM_HINT = "apt-get install -y chromium"
 PLAYWRIGHT_HINT = "pip install playwright  (never `playwright install`: /usr/bin/chromium is used)"
-
-
-def in_ci() -> bool:
-    """True when running under CI (``CI=true``): missing requirements then fail, not skip."""
-    return os.environ.get("CI", "").strip().lower() == "true"
 
 
 def provider_missing() -> Optional[str]:
@@ -73,7 +69,4 @@ def require_interop(*, provider: bool = True, browser: bool = True) -> None:
             reasons.append(why)
     if not reasons:
         return
-    message = "interop requirements missing: " + "; ".join(reasons)
-    if in_ci():
-        pytest.fail(message + " (CI=true: interop tests must run, not skip)", pytrace=False)
-    pytest.skip(message)
+    skip_or_fail("interop requirements missing: " + "; ".join(reasons))

@@ -28,12 +28,13 @@ import requests
 
 from fedbearer import FederationAuth, FileTokenCache, cache_key
 
+from ..conftest import NEBIUS_HINT, import_or_fail
 from .chromium import BrowserDriver, deny, login_and_approve
 from .provider import IndependentProvider
 
-nebius_cache = pytest.importorskip("nebius.aio.token.file_cache.token_cache")
-nebius_token = pytest.importorskip("nebius.aio.token.token")
-nebius_federation = pytest.importorskip("nebius.aio.token.federation_bearer")
+nebius_cache = import_or_fail("nebius.aio.token.file_cache.token_cache", NEBIUS_HINT)
+nebius_token = import_or_fail("nebius.aio.token.token", NEBIUS_HINT)
+nebius_federation = import_or_fail("nebius.aio.token.federation_bearer", NEBIUS_HINT)
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 

@@ -30,6 +30,7 @@ import requests
 
 from fedbearer import FileTokenCache, cache_key
 
+from ..conftest import import_or_fail
 from .chromium import BrowserDriver
 from .provider import IndependentProvider
 from .remote_browser import login_and_approve_unreachable
@@ -129,7 +130,7 @@ def cli(command: str, op: IndependentProvider, cache_file: Path, *options: str) 
 def test_ssh_login_in_a_terminal_completes_from_the_address_chromium_could_not_load(
     independent_provider: IndependentProvider, browser_driver: BrowserDriver, tmp_path: Path
 ) -> None:
-    pexpect = pytest.importorskip("pexpect")
+    pexpect = import_or_fail("pexpect")
     op = independent_provider
     env, bin_dir = ssh_environment(tmp_path)
     cache_file = tmp_path / "cache" / "credentials.yaml"
