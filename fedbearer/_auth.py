@@ -29,8 +29,9 @@ from ._cache import NoTokenCache, TokenCache, default_cache
 from ._challenge import bearer_error
 from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
 from ._nebius_config import load_nebius_profile
+from ._profiles import load_profiles
 from ._protocol import is_loopback_host
-from ._settings import DEFAULT_LOGIN_TIMEOUT, Verify
+from ._settings import DEFAULT_LOGIN_TIMEOUT, Verify, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ CacheSetting = Union[TokenCache, None, _DefaultCache]
 
 def _cache_from(setting: CacheSetting) -> TokenCache:
     if isinstance(setting, _DefaultCache):
+        if test_guard.user_cache:
+            return NoTokenCache()  # a test never reads or writes the user's tokens
         return default_cache()  # no I/O: the file is opened when a token is needed
     if setting is None:
         return NoTokenCache()
@@ -247,6 +250,38 @@ class FederationAuth(AuthBase):
         chosen = load_nebius_profile(profile, config_file)
         return cls(
             client_id,
+            chosen.federation_endpoint,
+            chosen.federation_id,
+            profile=chosen.name,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_profile(
+        cls, name: Optional[str] = None, *, profiles_file: Optional[str] = None, **kwargs: Any
+    ) -> FederationAuth:
+        """Build the adapter from a profile ``fedbearer login`` remembered.
+
+        ``name`` is the profile (default: the one of the most recent ``fedbearer login``);
+        its client id, federation endpoint and id come from fedbearer's profiles file
+        (``~/.config/fedbearer/profiles.yaml`` on Linux; see :doc:`cli`). Other keyword
+        arguments are those of :class:`FederationAuth`. Reads the file now and raises
+        :class:`~fedbearer.ConfigurationError` naming it when the profile is not there.
+        """
+        if "profile" in kwargs:
+            raise ConfigurationError("pass the profile name as the first argument")
+        profiles = load_profiles(profiles_file)
+        chosen = profiles.get(name)
+        if chosen is None:
+            wanted = f"profile {name!r}" if name is not None else "a default profile"
+            raise ConfigurationError(
+                f"{profiles.path} has no {wanted}; log in once with "
+                "`fedbearer login --client-id … --federation-endpoint … --federation-id …"
+                + (f" --profile {name}`" if name is not None else "`")
+            )
+        kwargs.setdefault("allow_insecure_http", chosen.allow_insecure_http)
+        return cls(
+            chosen.client_id,
             chosen.federation_endpoint,
             chosen.federation_id,
             profile=chosen.name,

@@ -13,7 +13,13 @@ from typing import IO, TYPE_CHECKING, Any, Optional
 from ._exceptions import InteractionRequiredError
 from ._login import TOKEN_REQUEST_TIMEOUT, login, refresh
 from ._login_command import login_command
-from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify, check_timeout
+from ._settings import (
+    DEFAULT_LOGIN_TIMEOUT,
+    UNDER_PYTEST,
+    LoginSettings,
+    Verify,
+    check_timeout,
+)
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -173,6 +179,14 @@ class Receiver:
         subclass on failure; Ctrl-C propagates as ``KeyboardInterrupt`` after clean-up.
         """
         settings = self.bearer.settings
+        if not settings.interactive and settings.interactive_source == UNDER_PYTEST:
+            raise InteractionRequiredError(
+                f"a login is needed for profile {settings.profile!r}, but in a test "
+                "fedbearer's pytest plugin starts none unless the test sets one up: pass "
+                "opener= (the programmatic_browser fixture with local_federation, or "
+                "fedbearer.testing.CallbackOpener under responses), or mark the test "
+                "@pytest.mark.fedbearer_real to use the real login and token cache"
+            )
         if not settings.interactive:
             # Raised before anything else: no port, no thread, no output (cron, CI).
             command = login_command(
@@ -180,6 +194,7 @@ class Receiver:
                 settings.federation_endpoint,
                 settings.federation_id,
                 settings.profile,
+                allow_insecure_http=settings.allow_insecure_http,
             )
             raise InteractionRequiredError(
                 f"a login is needed for profile {settings.profile!r} but interactive logins "

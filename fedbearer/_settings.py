@@ -37,6 +37,26 @@ Verify = Union[bool, str]
 _FALSE = frozenset({"0", "false", "no", "off"})
 _TRUE = frozenset({"1", "true", "yes", "on", ""})
 
+#: ``interactive_source`` of settings made non-interactive by fedbearer's pytest plugin.
+UNDER_PYTEST = "fedbearer's pytest plugin"
+
+
+@dataclass
+class _TestGuard:
+    """What fedbearer's pytest plugin has turned off for the test that is running.
+
+    ``logins``: a :class:`LoginSettings` without an ``opener`` defaults to no interactive
+    login. ``user_cache``: :class:`~fedbearer.FederationAuth`'s default cache is none. A test
+    that forgot to set up a login then fails at once instead of opening a browser or using
+    a real token. Only the plugin sets these (``fedbearer.testing.plugin``), per test.
+    """
+
+    logins: bool = False
+    user_cache: bool = False
+
+
+test_guard = _TestGuard()
+
 
 def check_timeout(timeout: object, what: str = "timeout") -> Optional[float]:
     """A positive finite number of seconds, or ``None`` for no limit."""
@@ -86,17 +106,32 @@ def callback_port_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[
     return port
 
 
-def interactive_from_env(env: Optional[Mapping[str, str]] = None) -> bool:
-    """``FEDBEARER_INTERACTIVE``: ``0``/``false``/``no``/``off`` disable logins; default on."""
+def interactive_from_env(
+    env: Optional[Mapping[str, str]] = None, *, has_opener: bool = False
+) -> tuple[bool, str]:
+    """Whether logins may interact when the caller did not say, and why.
+
+    ``FEDBEARER_INTERACTIVE`` decides when set (``0``/``false``/``no``/``off`` disable
+    logins). Else, under fedbearer's pytest plugin, a login without an ``opener`` is not
+    interactive (nothing was set up to complete it); outside pytest, ``CI=true`` (GitHub
+    Actions, GitLab and others set it) means no person is there to log in. Else logins may
+    interact.
+    """
     env = os.environ if env is None else env
     raw = env.get(INTERACTIVE_ENV, "").strip().lower()
     if raw in _FALSE:
-        return False
-    if raw in _TRUE:
-        return True
-    raise ConfigurationError(
-        f"{INTERACTIVE_ENV} must be 0 (no interactive logins) or 1, not {raw[:20]!r}"
-    )
+        return False, f"{INTERACTIVE_ENV}={raw}"
+    if raw and raw not in _TRUE:
+        raise ConfigurationError(
+            f"{INTERACTIVE_ENV} must be 0 (no interactive logins) or 1, not {raw[:20]!r}"
+        )
+    if raw:
+        return True, f"{INTERACTIVE_ENV}={raw}"
+    if test_guard.logins:
+        return has_opener, UNDER_PYTEST
+    if env.get("CI", "").strip().lower() in ("true", "1", "yes"):
+        return False, "CI=true"
+    return True, "the default"
 
 
 @dataclass(frozen=True)
@@ -113,7 +148,8 @@ class LoginSettings:
     ``cache_key``
         The token cache key (:func:`~fedbearer.cache_key`).
     ``interactive``
-        Resolved: ``None`` becomes ``$FEDBEARER_INTERACTIVE`` (default on);
+        Resolved: ``None`` becomes what :func:`interactive_from_env` says
+        (``$FEDBEARER_INTERACTIVE``, the pytest plugin, ``CI=true``, else on);
         ``interactive_source`` says which, for the error message when it is off.
     ``port``
         Resolved: ``None`` becomes ``$FEDBEARER_CALLBACK_PORT`` when that is set.
@@ -158,8 +194,9 @@ class LoginSettings:
         put("timeout", check_timeout(self.timeout))
         put("port", check_port(self.port) if self.port is not None else callback_port_from_env())
         if self.interactive is None:
-            put("interactive", interactive_from_env())
-            put("interactive_source", f"{INTERACTIVE_ENV}={os.environ.get(INTERACTIVE_ENV, '')}")
+            interactive, source = interactive_from_env(has_opener=self.opener is not None)
+            put("interactive", interactive)
+            put("interactive_source", source)
         elif not isinstance(self.interactive, bool):
             raise ConfigurationError(
                 f"interactive must be True, False or None, not {self.interactive!r}"

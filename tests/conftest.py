@@ -37,6 +37,13 @@ _ENV_TO_CLEAR = (
     "FEDBEARER_PROFILE",
     "WSL_DISTRO_NAME",
     "WSL_INTEROP",
+    # Under HOME, like everything else a test may write.
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    # CI=true makes fedbearer non-interactive by default; the tests, and the processes
+    # they start, choose for themselves. Whether this run is CI is read once, below.
+    "CI",
 )
 
 
@@ -44,9 +51,15 @@ NEBIUS_HINT = "run `pip install -e '.[test]'` on Python >= 3.10 (the nebius SDK 
 """What installs the ``nebius`` package, the reference the compatibility tests compare with."""
 
 
+_IN_CI = os.environ.get("CI", "").strip().lower() == "true"
+
+
 def in_ci() -> bool:
-    """True under CI (``CI=true``): a test that cannot run then fails instead of skipping."""
-    return os.environ.get("CI", "").strip().lower() == "true"
+    """True under CI (``CI=true``): a test that cannot run then fails instead of skipping.
+
+    Read when the test session starts: each test runs with ``CI`` removed (see
+    :data:`_ENV_TO_CLEAR`)."""
+    return _IN_CI
 
 
 def skip_or_fail(reason: str) -> NoReturn:

@@ -346,6 +346,7 @@ def test_threads_queued_behind_a_failed_login_share_its_error(federation, api):
     assert federation.authorize_requests == 2
 
 
+@pytest.mark.fedbearer_real  # the default cache, in the temporary HOME of conftest
 def test_pickled_auth_with_the_default_cache_still_works(federation, api):
     auth = FederationAuth(federation.client_id, federation.endpoint, "test-federation")
     clone = pickle.loads(pickle.dumps(auth))

@@ -40,6 +40,9 @@ from fedbearer._cli.output import Progress, subject
 
 from .conftest import wait_for
 
+# The command runs logins as a person does ($BROWSER, no opener) on a temporary HOME.
+pytestmark = pytest.mark.fedbearer_real
+
 BROWSER_SCRIPT = """\
 import os
 import sys

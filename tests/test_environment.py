@@ -232,11 +232,29 @@ def test_a_bad_callback_port_is_a_configuration_error(monkeypatch, value):
         (" off ", False),
     ],
 )
+@pytest.mark.fedbearer_real  # without the plugin's test default
 def test_interactive_from_env(monkeypatch, value, interactive):
     if value is not None:
         monkeypatch.setenv("FEDBEARER_INTERACTIVE", value)
     assert settings().interactive is interactive
     assert settings(interactive=True).interactive is True  # an explicit choice wins
+
+
+@pytest.mark.fedbearer_real
+@pytest.mark.parametrize(("ci", "interactive"), [("true", False), ("1", False), ("", True)])
+def test_ci_true_makes_the_default_non_interactive(monkeypatch, ci, interactive):
+    monkeypatch.setenv("CI", ci)
+    assert settings().interactive is interactive
+    assert settings(interactive=True).interactive is True  # unless the caller asks
+    monkeypatch.setenv("FEDBEARER_INTERACTIVE", "1")
+    assert settings().interactive is True  # the explicit variable wins
+
+
+def test_under_the_plugin_a_login_without_an_opener_is_not_interactive(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    assert settings().interactive is False
+    assert settings(opener=lambda url: True).interactive is True  # a test that set one up
+    assert settings(interactive=True).interactive is True
 
 
 def test_an_unknown_interactive_value_is_a_configuration_error(monkeypatch):

@@ -20,7 +20,8 @@ from fedbearer.testing import ProgrammaticBrowser
 
 from .conftest import login_threads
 
-pytestmark = pytest.mark.timeout(60)
+# Logins run as a person runs them: no opener, so the test opts in to real logins.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.fedbearer_real]
 
 REDIRECT = "http://127.0.0.1:5000"
 

@@ -17,6 +17,14 @@ available in every test suite; nothing to add to ``conftest.py``:
 
 This module is imported at the start of every pytest run wherever fedbearer is installed;
 it never imports ``responses``, an optional dependency.
+Safe by default: while a test runs, a :class:`~fedbearer.FederationAuth` built without an
+explicit ``cache=`` neither reads nor writes the user's token cache, and a login without an
+``opener=`` is not started: the test fails at once with
+:class:`~fedbearer.InteractionRequiredError`, whose message names these fixtures, instead of
+opening a browser or sending the developer's real token somewhere. A test that means to use
+the real thing says so with ``@pytest.mark.fedbearer_real``; ``pytest --fedbearer-real``
+does it for the whole run.
+
 To turn the plugin off: ``pytest -p no:fedbearer``.
 """
 
@@ -27,7 +35,38 @@ from collections.abc import Iterator
 import pytest
 
 from fedbearer._cache import DEFAULT_CACHE_FILE, FileTokenCache
+from fedbearer._settings import test_guard
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
+
+REAL_MARKER = "fedbearer_real"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("fedbearer").addoption(
+        "--fedbearer-real",
+        action="store_true",
+        help="let FederationAuth use the real token cache and interactive logins in tests",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{REAL_MARKER}: this test may use the user's token cache and interactive logins",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fedbearer_test_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On for each test, unless it (or the run) asked for the real thing."""
+    real = request.config.getoption("--fedbearer-real") or (
+        request.node.get_closest_marker(REAL_MARKER) is not None
+    )
+    test_guard.logins = test_guard.user_cache = not real
+    try:
+        yield
+    finally:
+        test_guard.logins = test_guard.user_cache = False
 
 
 @pytest.fixture
@@ -41,7 +80,11 @@ def local_federation() -> Iterator[LocalFederation]:
 def fedbearer_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> FileTokenCache:
-    """The default token cache, moved to a temporary ``HOME`` for this test."""
+    """The default token cache, moved to a temporary ``HOME`` for this test.
+
+    Asking for it turns the default cache back on for the test: it is now this file.
+    """
+    test_guard.user_cache = False
     home = tmp_path_factory.mktemp("fedbearer-home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))  # what ~ means on Windows

@@ -36,7 +36,8 @@ nebius_cache = import_or_fail("nebius.aio.token.file_cache.token_cache", NEBIUS_
 nebius_token = import_or_fail("nebius.aio.token.token", NEBIUS_HINT)
 nebius_federation = import_or_fail("nebius.aio.token.federation_bearer", NEBIUS_HINT)
 
-pytestmark = [pytest.mark.interop, pytest.mark.browser]
+# Processes sharing the real (temporary-HOME) token cache, as users' do.
+pytestmark = [pytest.mark.interop, pytest.mark.browser, pytest.mark.fedbearer_real]
 
 PROFILE = "default"
 PROCESSES = 4

@@ -1,0 +1,169 @@
+"""Remembered profiles: the settings ``fedbearer login`` logged in with, for later commands.
+
+``fedbearer login --client-id … --federation-endpoint … --federation-id … --profile work``
+records that identity under ``work`` in fedbearer's own configuration file (never in the
+Nebius CLI's files), and makes it the default. Afterwards ``fedbearer token``, ``status`` and
+``logout`` need no flags, or only ``--profile NAME``; scripts get the same identity from
+:meth:`~fedbearer.FederationAuth.from_profile`. The file::
+
+    default: work                      # the profile of the most recent login
+    profiles:
+      work:
+        client_id: my-app
+        federation_endpoint: auth.example.com
+        federation_id: my-federation
+
+lives in the user's configuration directory (``$XDG_CONFIG_HOME/fedbearer/profiles.yaml``,
+``~/.config/fedbearer/`` by default; the platform's equivalent elsewhere, from
+``platformdirs``). It holds no secret. It is validated where it is read: a value that is
+not a short printable string is a :class:`~fedbearer.ConfigurationError` naming the file.
+Writes replace the file atomically (a temporary file, then a rename) under a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import platformdirs
+import portalocker
+import yaml
+
+from ._exceptions import ConfigurationError
+
+#: Largest profiles file read: it holds a few lines per profile.
+MAX_PROFILES_FILE_BYTES = 256 * 1024
+_FIELDS = ("client_id", "federation_endpoint", "federation_id")
+_MAX_VALUE = 2048
+
+
+def default_profiles_file() -> str:
+    """``profiles.yaml`` in fedbearer's user configuration directory (XDG on Linux)."""
+    return os.path.join(platformdirs.user_config_dir("fedbearer", appauthor=False), "profiles.yaml")
+
+
+@dataclass(frozen=True)
+class RememberedProfile:
+    """The identity a login used, under its profile name."""
+
+    name: str
+    client_id: str
+    federation_endpoint: str
+    federation_id: str = ""
+    allow_insecure_http: bool = False
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """What the file holds: the profiles by name, and the default's name (if any)."""
+
+    path: str
+    default: Optional[str]
+    profiles: Mapping[str, RememberedProfile]
+
+    def get(self, name: Optional[str] = None) -> Optional[RememberedProfile]:
+        """The profile ``name``, or the default one when ``name`` is None."""
+        chosen = self.default if name is None else name
+        return None if chosen is None else self.profiles.get(chosen)
+
+
+def _text(value: object, what: str, path: str) -> str:
+    if not isinstance(value, str) or len(value) > _MAX_VALUE or not value.isprintable():
+        raise ConfigurationError(
+            f"{path}: {what} must be a printable string of at most {_MAX_VALUE} characters; "
+            "fix or delete the file (fedbearer login writes it again)"
+        )
+    return value
+
+
+def parse_profiles(data: bytes, path: str) -> Profiles:
+    """The file's content as :class:`Profiles`; :class:`ConfigurationError` when malformed."""
+    if len(data) > MAX_PROFILES_FILE_BYTES:
+        raise ConfigurationError(f"{path} is larger than {MAX_PROFILES_FILE_BYTES} bytes")
+    try:
+        doc = yaml.safe_load(data) if data.strip() else {}
+    except yaml.YAMLError:
+        raise ConfigurationError(f"{path} is not valid YAML; fix or delete it") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("profiles", {}), dict):
+        raise ConfigurationError(f"{path} must be a mapping with a 'profiles' mapping")
+    profiles = {}
+    for name, entry in doc.get("profiles", {}).items():
+        name = _text(name, "a profile name", path)
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"{path}: profile {name!r} must be a mapping")
+        values = {field: _text(entry.get(field, ""), f"{name}.{field}", path) for field in _FIELDS}
+        insecure = entry.get("allow_insecure_http", False)
+        if not isinstance(insecure, bool):
+            raise ConfigurationError(f"{path}: {name}.allow_insecure_http must be true or false")
+        profiles[name] = RememberedProfile(name, allow_insecure_http=insecure, **values)
+    default = doc.get("default")
+    if default is not None:
+        default = _text(default, "default", path)
+    return Profiles(path, default, profiles)
+
+
+def load_profiles(path: Optional[str] = None) -> Profiles:
+    """The remembered profiles (none when the file does not exist)."""
+    path = default_profiles_file() if path is None else os.path.expanduser(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_PROFILES_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return Profiles(path, None, {})
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path} ({exc.strerror})") from None
+    return parse_profiles(data, path)
+
+
+def _dump(default: Optional[str], profiles: Mapping[str, RememberedProfile]) -> bytes:
+    doc: dict[str, Any] = {"default": default, "profiles": {}}
+    for name, profile in profiles.items():
+        entry: dict[str, Any] = {field: getattr(profile, field) for field in _FIELDS}
+        if profile.allow_insecure_http:
+            entry["allow_insecure_http"] = True
+        doc["profiles"][name] = entry
+    text: str = yaml.safe_dump(doc, default_flow_style=False, sort_keys=False)
+    return text.encode("utf-8")
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    lock_path = os.path.join(directory, ".profiles.lock")
+    with portalocker.Lock(lock_path, timeout=10, flags=portalocker.LOCK_EX):
+        yield
+
+
+def remember_profile(profile: RememberedProfile, path: Optional[str] = None) -> str:
+    """Record ``profile`` and make it the default; returns the file's path.
+
+    Read, changed and replaced under a lock, so two logins at once both land; the file is
+    written to a temporary name and renamed, so a crash never leaves half of it.
+    """
+    path = default_profiles_file() if path is None else os.path.expanduser(path)
+    try:
+        with _locked(path):
+            current = load_profiles(path)
+            profiles = {**current.profiles, profile.name: profile}
+            fd, tmp = tempfile.mkstemp(prefix=".profiles-", dir=os.path.dirname(path))
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(_dump(profile.name, profiles))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+    except (OSError, portalocker.LockException) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it stayed locked"
+        raise ConfigurationError(f"cannot save the profile to {path} ({reason})") from None
+    return path
