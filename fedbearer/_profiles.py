@@ -137,7 +137,8 @@ def _locked(path: str) -> Iterator[None]:
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     lock_path = os.path.join(directory, ".profiles.lock")
-    with portalocker.Lock(lock_path, timeout=10, flags=portalocker.LOCK_EX):
+    flags = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+    with portalocker.Lock(lock_path, timeout=10, flags=flags):
         yield
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import socket
+import sys
 import threading
 import time
 from types import ModuleType
@@ -123,3 +125,26 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+BROWSER_SCRIPT = """\
+import os
+import shlex
+import sys
+from fedbearer.testing import ProgrammaticBrowser
+
+# Approves; on a consent page, types TEST_BROWSER_USER into the user name field if set.
+browser = ProgrammaticBrowser(user=os.environ.get("TEST_BROWSER_USER"))
+browser(sys.argv[1])
+sys.exit(0 if browser.join(10) and browser.error is None else 1)
+"""
+
+
+@pytest.fixture
+def browser_command(tmp_path, monkeypatch):
+    """``$BROWSER`` set to a script that completes the login from another process."""
+    script = tmp_path / "browser.py"
+    script.write_text(BROWSER_SCRIPT)
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} %s"
+    monkeypatch.setenv("BROWSER", command)
+    return command

@@ -43,27 +43,6 @@ from .conftest import wait_for
 # The command runs logins as a person does ($BROWSER, no opener) on a temporary HOME.
 pytestmark = pytest.mark.fedbearer_real
 
-BROWSER_SCRIPT = """\
-import os
-import sys
-from fedbearer.testing import ProgrammaticBrowser
-
-# Approves; on a consent page, types TEST_BROWSER_USER into the user name field if set.
-browser = ProgrammaticBrowser(user=os.environ.get("TEST_BROWSER_USER"))
-browser(sys.argv[1])
-sys.exit(0 if browser.join(10) and browser.error is None else 1)
-"""
-
-
-@pytest.fixture
-def browser_command(tmp_path, monkeypatch):
-    """``$BROWSER`` set to a script that completes the login from another process."""
-    script = tmp_path / "browser.py"
-    script.write_text(BROWSER_SCRIPT)
-    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} %s"
-    monkeypatch.setenv("BROWSER", command)
-    return command
-
 
 @pytest.fixture
 def default_cache(isolated_env):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import traceback
@@ -14,9 +15,11 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import IO, Callable, Optional, cast
 
+from .. import _clock
 from .._auth import FederationAuth
 from .._cache import FileTokenCache
 from .._exceptions import ConfigurationError, FedbearerError, InteractionRequiredError
+from .._profiles import load_profiles
 from .._token import Token
 from .options import (
     Identity,
@@ -24,6 +27,7 @@ from .options import (
     build_parser,
     cache_from,
     identity_from,
+    remember,
     resolve_identity,
 )
 from .output import (
@@ -90,6 +94,8 @@ def _cmd_login(args: argparse.Namespace) -> int:
     identity = identity_from(args, need_client_id=True)
     cache = cache_from(args)
     token, how = _obtain(args, identity, cache)
+    # Remembered once the login worked: later commands need no options (or --profile).
+    remember(identity)
     who = subject(token.token)
     as_who = f" as {who}" if who else ""
     renewable = ", with a refresh token" if token.refresh_token else ""
@@ -157,7 +163,18 @@ def _cmd_token(args: argparse.Namespace) -> int:
     if how != "cached":
         verb = "Logged in" if how == "login" else "Renewed the token"
         print(f"{verb}: {identity.describe()}; token {expiry(token)}.", file=sys.stderr)
-    sys.stdout.write(token.token + "\n")
+    if args.format == "json":
+        expires_at = token.expires_at
+        document = {
+            "access_token": token.token,
+            "token_type": "Bearer",
+            "expires_at": None if expires_at is None else int(expires_at),
+            "expires_in": None if expires_at is None else max(0, int(expires_at - _clock.now())),
+            "profile": identity.profile,
+        }
+        sys.stdout.write(json.dumps(document) + "\n")
+    else:
+        sys.stdout.write(token.token + "\n")
     sys.stdout.flush()
     return EXIT_OK
 
@@ -192,6 +209,43 @@ def _cmd_status(args: argparse.Namespace) -> int:
     current = resolve_identity(args, need_client_id=False, required=False)
     cache = cache_from(args)
     entries = cache.entries()
+    profiles = load_profiles()
+    if args.format == "json":
+        document = {
+            "profiles_file": profiles.path,
+            "default_profile": profiles.default,
+            "profiles": [
+                {
+                    "name": p.name,
+                    "client_id": p.client_id,
+                    "federation_endpoint": p.federation_endpoint,
+                    "federation_id": p.federation_id,
+                }
+                for p in profiles.profiles.values()
+            ],
+            "cache_file": cache.path,
+            "current": None if current is None else current.key,
+            "tokens": [
+                {
+                    "key": key,
+                    "expires_at": None if token.expires_at is None else int(token.expires_at),
+                    "expired": token.is_expired(0),
+                    "refreshable": token.refresh_token is not None,
+                }
+                for key, token in entries
+            ],
+        }
+        print(json.dumps(document, indent=2))
+        return EXIT_OK
+    if profiles.profiles:
+        print(f"Profiles remembered by fedbearer login, in {profiles.path}:")
+        for profile in profiles.profiles.values():
+            default = " (the default)" if profile.name == profiles.default else ""
+            fid = profile.federation_id or "no federation id"
+            print(
+                f"  {profile.name}{default}: client {profile.client_id} at "
+                f"{profile.federation_endpoint} ({fid})"
+            )
     if not entries:
         print(f"No cached tokens in {cache.path}.")
         return EXIT_OK

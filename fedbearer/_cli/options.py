@@ -17,7 +17,9 @@ from typing import NoReturn, Optional
 from .. import __version__
 from .._cache import FileTokenCache, cache_key
 from .._exceptions import ConfigurationError
+from .._nebius_config import DEFAULT_CONFIG_FILE as NEBIUS_CONFIG_FILE
 from .._nebius_config import load_nebius_profile
+from .._profiles import RememberedProfile, load_profiles, remember_profile
 from .._protocol import normalize_endpoint
 from .._settings import DEFAULT_LOGIN_TIMEOUT
 
@@ -71,13 +73,17 @@ exit codes:
   0    success
   1    the login or the federation failed (refused, timed out, token endpoint error)
   2    usage or configuration error
-  3    a login is needed but interaction is off (--non-interactive, FEDBEARER_INTERACTIVE=0)
+  3    a login is needed but interaction is off (--non-interactive,
+       FEDBEARER_INTERACTIVE=0, CI=true)
   130  interrupted (Ctrl-C)
 
-Settings come from the options, else from --nebius-profile, else from the environment
+Each setting comes from its option (or --nebius-profile), else the environment
 (FEDBEARER_CLIENT_ID, FEDBEARER_FEDERATION_ENDPOINT, FEDBEARER_FEDERATION_ID,
-FEDBEARER_PROFILE). Tokens are cached in ~/.nebius/credentials.yaml, shared with the
-Nebius CLI. 'fedbearer demo' shows the whole login on this machine with no setup."""
+FEDBEARER_PROFILE), else the profile 'fedbearer login' remembered (--profile NAME, else
+the latest login), else the Nebius CLI's profile ($NEBIUS_PROFILE, else its default).
+After one 'fedbearer login ...', 'fedbearer token' needs no options. Tokens are cached
+in ~/.nebius/credentials.yaml, shared with the Nebius CLI. 'fedbearer demo' shows the
+whole login on this machine with no setup."""
 
 
 def _identity_options() -> _Parser:
@@ -173,14 +179,32 @@ def _login_options(*, non_interactive: bool = True) -> _Parser:
     return parser
 
 
+_DEBUG_HELP = "log what happens (DEBUG, to stderr; never tokens) and show tracebacks"
+
+
 def _debug_option() -> _Parser:
     parser = _Parser(add_help=False)
+    # SUPPRESS: given after the command it sets args.debug; not given, it leaves the
+    # value the main parser's --debug set (before the command), so both places work.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    return parser
+
+
+def _format_option() -> _Parser:
+    parser = _Parser(add_help=False)
     parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="log what happens (DEBUG, to stderr; never tokens) and show tracebacks",
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object on stdout, for scripts (default: text)",
     )
     return parser
+
+
+_SHORT_EPILOG = (
+    "Settings, their environment variables and the exit codes: fedbearer --help. "
+    "docs/cli.rst has the details."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,15 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     identity, login, debug = _identity_options(), _login_options(), _debug_option()
+    output = _format_option()
 
     def command(name: str, summary: str, description: str, *parents: _Parser) -> None:
         commands.add_parser(
             name,
             help=summary,
             description=textwrap.fill(description, 80),
-            epilog=_EPILOG,
+            epilog=textwrap.fill(_SHORT_EPILOG, 80),
             parents=list(parents),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -227,9 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
         "print a valid access token on stdout, logging in if needed",
         "Print a valid access token, and nothing else, on stdout, for example "
         '`curl -H "Authorization: Bearer $(fedbearer token)" ...`. Logs in (messages on '
-        "stderr) when the cache has no valid or refreshable token.",
+        "stderr) when the cache has no valid or refreshable token. With --format json, "
+        "one JSON object with the token and its expiry instead.",
         identity,
         login,
+        output,
         debug,
     )
     command(
@@ -243,9 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "status",
         "list the cached tokens and their expiry (never the tokens)",
-        "List every entry of the token cache with its expiry and whether it has a refresh "
-        "token; '*' marks the configured profile. Tokens are never shown.",
+        "List the profiles fedbearer login remembered, and every entry of the token cache "
+        "with its expiry and whether it has a refresh token; '*' marks the configured "
+        "profile. Tokens are never shown.",
         identity,
+        output,
         debug,
     )
     command(
@@ -295,38 +325,66 @@ def identity_from(args: argparse.Namespace, *, need_client_id: bool) -> Identity
 def resolve_identity(
     args: argparse.Namespace, *, need_client_id: bool, required: bool
 ) -> Optional[Identity]:
-    """Each setting from its option, else ``--nebius-profile``, else the environment.
+    """The identity the command works on; each setting from the first source that has it.
 
-    With ``required=False``, ``None`` when no endpoint or federation id is configured.
+    1. the options (``--nebius-profile NAME`` counts as one: it names where the endpoint
+       and federation id come from);
+    2. the ``FEDBEARER_*`` environment variables;
+    3. the profile ``fedbearer login`` remembered (``--profile NAME``, else the most recent
+       login's), in fedbearer's profiles file;
+    4. the Nebius CLI's own profile (``$NEBIUS_PROFILE``, else its ``default:``), so a
+       Nebius CLI user needs only ``--client-id``.
+
+    The profile name: ``--profile``, ``$FEDBEARER_PROFILE``, the ``--nebius-profile`` name,
+    the remembered default (only when no endpoint was given: an endpoint given alone means
+    the ``default`` profile), the Nebius CLI's, else ``default``. With ``required=False``,
+    ``None`` when no endpoint or federation id is configured.
     """
-    nebius_endpoint = nebius_id = nebius_name = None
+    explicit = None
     if args.nebius_profile is not None:
-        nebius = load_nebius_profile(args.nebius_profile)
-        nebius_endpoint, nebius_id, nebius_name = (
-            nebius.federation_endpoint,
-            nebius.federation_id,
-            nebius.name,
+        explicit = load_nebius_profile(args.nebius_profile)
+    from_nebius = (
+        (None, None, None)
+        if explicit is None
+        else (
+            explicit.federation_endpoint,
+            explicit.federation_id,
+            explicit.name,
         )
-
-    def pick(option: Optional[str], nebius: Optional[str], env: str) -> Optional[str]:
-        if option is not None:
-            return option
-        if nebius is not None:
-            return nebius
-        return _env(env)
-
-    client_id = args.client_id if args.client_id is not None else _env(CLIENT_ID_ENV)
-    endpoint = pick(args.federation_endpoint, nebius_endpoint, ENDPOINT_ENV)
-    federation_id = pick(args.federation_id, nebius_id, FEDERATION_ID_ENV)
-    profile = pick(args.profile, nebius_name, PROFILE_ENV)
-    if profile is None:
-        profile = DEFAULT_PROFILE
+    )
+    client_id = _first(args.client_id, _env(CLIENT_ID_ENV))
+    endpoint = _first(args.federation_endpoint, from_nebius[0], _env(ENDPOINT_ENV))
+    federation_id = _first(args.federation_id, from_nebius[1], _env(FEDERATION_ID_ENV))
+    profile = _first(args.profile, _env(PROFILE_ENV), from_nebius[2])
+    insecure = args.allow_insecure_http
+    if client_id is None or endpoint is None or federation_id is None:
+        profiles = load_profiles()
+        # An endpoint given alone names no remembered profile: it means "default".
+        name = profile if profile is not None or endpoint is not None else profiles.default
+        remembered = profiles.get(name) if name is not None else None
+        if remembered is not None:
+            profile = remembered.name
+            client_id = _first(client_id, remembered.client_id or None)
+            if endpoint is None:
+                endpoint, insecure = remembered.federation_endpoint, remembered.allow_insecure_http
+            federation_id = _first(federation_id, remembered.federation_id)
+    if (
+        endpoint is None
+        and explicit is None
+        and os.path.exists(os.path.expanduser(NEBIUS_CONFIG_FILE))
+    ):
+        nebius = load_nebius_profile(None)
+        endpoint = nebius.federation_endpoint
+        federation_id = _first(federation_id, nebius.federation_id)
+        profile = _first(profile, nebius.name)
+    profile = _first(profile, DEFAULT_PROFILE)
+    assert profile is not None
     if not endpoint or not endpoint.strip():
         if not required:
             return None
         raise ConfigurationError(
-            "no federation endpoint: pass --federation-endpoint URL, set "
-            f"{ENDPOINT_ENV}, or use --nebius-profile NAME"
+            "no federation endpoint: pass --federation-endpoint URL (once: fedbearer login "
+            f"remembers it), set {ENDPOINT_ENV}, or use --nebius-profile NAME"
         )
     if federation_id is None:
         if not required:
@@ -337,15 +395,37 @@ def resolve_identity(
         )
     if need_client_id and (client_id is None or not client_id.strip()):
         raise ConfigurationError(
-            f"no client id: pass --client-id ID or set {CLIENT_ID_ENV} "
-            "(the OAuth client id of your application)"
+            f"no client id: pass --client-id ID (once: fedbearer login remembers it) or set "
+            f"{CLIENT_ID_ENV} (the OAuth client id of your application)"
         )
     if not profile.strip():
         raise ConfigurationError("the profile name is empty; pass --profile NAME")
     # A bad endpoint, id or profile is a usage error before anything runs.
-    normalize_endpoint(endpoint, allow_insecure_http=args.allow_insecure_http)
+    normalize_endpoint(endpoint, allow_insecure_http=insecure)
     cache_key(endpoint, federation_id, profile)
-    return Identity(client_id, endpoint, federation_id, profile, args.allow_insecure_http)
+    return Identity(client_id, endpoint, federation_id, profile, insecure)
+
+
+def _first(*values: Optional[str]) -> Optional[str]:
+    """The first value that is not ``None`` (an empty federation id is a value)."""
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def remember(identity: Identity) -> str:
+    """Record the identity as its profile, the default from now on; the file's path."""
+    assert identity.client_id is not None
+    return remember_profile(
+        RememberedProfile(
+            identity.profile,
+            identity.client_id,
+            identity.federation_endpoint,
+            identity.federation_id,
+            identity.allow_insecure_http,
+        )
+    )
 
 
 def cache_from(args: argparse.Namespace) -> FileTokenCache:
