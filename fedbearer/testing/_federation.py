@@ -962,7 +962,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_request(self, code: Union[int, str] = "-", size: Union[int, str] = "-") -> None:
         # The default line has the full request target; authorize queries carry state and
         # the callback carries codes. Log the path only, and only at DEBUG.
-        _log.debug("%s %s -> %s", self.command, urlsplit(self.path).path, code)
+        # A request line that did not parse (a TLS handshake sent to this plain-HTTP
+        # server, say) leaves no command or path: log what there is.
+        command, path = getattr(self, "command", None), getattr(self, "path", "")
+        _log.debug("%s %s -> %s", command or "-", urlsplit(path).path, code)
 
     def log_message(self, format: str, *args: Any) -> None:
         # Silenced: http.server's messages may quote the raw request line.
