@@ -23,6 +23,7 @@ from typing import NoReturn
 
 import pytest
 
+from fedbearer import _bearer, _cache, _login, _protocol
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 _ENV_TO_CLEAR = (
@@ -90,6 +91,18 @@ def isolated_env(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    """Each test sees its own memory of the token cache's warn-once warnings."""
+    monkeypatch.setattr(_cache, "_warned", set())
+
+
+@pytest.fixture
+def path(tmp_path):
+    """Where a test's token cache file goes (the file itself is not created)."""
+    return tmp_path / "nebius" / "credentials.yaml"
+
+
 @pytest.fixture
 def federation():
     with LocalFederation() as fed:
@@ -148,3 +161,63 @@ def browser_command(tmp_path, monkeypatch):
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} %s"
     monkeypatch.setenv("BROWSER", command)
     return command
+
+
+class SecretRecorder:
+    """Every secret a login or a refresh makes, recorded where it is made, so that tests
+    can look for them where they must never appear (logs, errors, reprs, pages).
+
+    ``states``, ``verifiers`` and ``codes`` come from each login; ``tokens`` holds the
+    access and refresh tokens of each exchange and refresh. :meth:`login_values` is what
+    a login made before its exchange; :meth:`all` is everything (long enough to search).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.states: list[str] = []
+        self.verifiers: list[str] = []
+        self.codes: list[str] = []
+        self.tokens: list[str] = []
+        real_pkce, real_state = _protocol.new_pkce, _protocol.new_state
+        real_exchange, real_refresh = _login.exchange_code, _bearer.refresh
+
+        def pkce():
+            verifier, challenge = real_pkce()
+            self.verifiers.append(verifier)
+            return verifier, challenge
+
+        def state():
+            self.states.append(real_state())
+            return self.states[-1]
+
+        def exchange(*args, **kwargs):
+            self.codes.append(kwargs["code"])
+            return self.token(real_exchange(*args, **kwargs))
+
+        def refresh(settings, token, **kwargs):
+            self.token(token)
+            return self.token(real_refresh(settings, token, **kwargs))
+
+        monkeypatch.setattr(_login, "new_pkce", pkce)
+        monkeypatch.setattr(_login, "new_state", state)
+        monkeypatch.setattr(_login, "exchange_code", exchange)
+        monkeypatch.setattr(_bearer, "refresh", refresh)
+
+    def token(self, token):
+        """Record a token's secrets too (one made outside a login); returns it."""
+        self.tokens += [token.token, token.refresh_token or ""]
+        return token
+
+    def login_values(self) -> list[str]:
+        return self.states + self.verifiers + self.codes
+
+    def all(self) -> set[str]:
+        return {s for s in self.login_values() + self.tokens if len(s) >= 8}
+
+    def clear(self) -> None:
+        for values in (self.states, self.verifiers, self.codes, self.tokens):
+            values.clear()
+
+
+@pytest.fixture
+def secrets(monkeypatch) -> SecretRecorder:
+    return SecretRecorder(monkeypatch)

@@ -52,17 +52,6 @@ def tok(value: str = SECRET, seconds: float = 3600, **kw) -> Token:
     return Token(value, future(seconds), **kw)
 
 
-@pytest.fixture(autouse=True)
-def fresh_warnings(monkeypatch):
-    """Each test sees its own 'warn once' memory."""
-    monkeypatch.setattr(_cache, "_warned", set())
-
-
-@pytest.fixture
-def path(tmp_path) -> Path:
-    return tmp_path / "nebius" / "credentials.yaml"
-
-
 @pytest.fixture
 def cache(path) -> FileTokenCache:
     return FileTokenCache(path, lock_timeout=2)

@@ -36,16 +36,6 @@ ENDPOINT, FEDERATION_ID, PROFILE = "auth.example.com", "federation-e00abc", "dev
 KEY = cache_key(ENDPOINT, FEDERATION_ID, PROFILE)
 
 
-@pytest.fixture(autouse=True)
-def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(_cache, "_warned", set())
-
-
-@pytest.fixture
-def path(tmp_path) -> Path:
-    return tmp_path / "nebius" / "credentials.yaml"
-
-
 def expiry(seconds: int = 3600) -> datetime:
     return datetime.fromtimestamp(int(time.time()) + seconds, tz=timezone.utc)
 

@@ -25,7 +25,6 @@ from fedbearer import (
     TokenEndpointError,
     _login,
     _loopback,
-    _protocol,
 )
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
@@ -52,40 +51,6 @@ def bearer_for(fed: LocalFederation, **kwargs) -> Bearer:
     kwargs.setdefault("writer", io.StringIO())
     kwargs.setdefault("timeout", 10)
     return Bearer("default", fed.client_id, fed.endpoint, fed.federation_id or "", **kwargs)
-
-
-class Capture:
-    """Records what a login generated, to look for it where it must not be."""
-
-    def __init__(self, monkeypatch):
-        self.secrets: list[str] = []
-        real_pkce, real_state, real_exchange = (
-            _protocol.new_pkce,
-            _protocol.new_state,
-            _login.exchange_code,
-        )
-
-        def pkce():
-            verifier, challenge = real_pkce()
-            self.secrets.append(verifier)
-            return verifier, challenge
-
-        def state():
-            value = real_state()
-            self.secrets.append(value)
-            return value
-
-        def exchange(*args, **kwargs):
-            self.secrets.append(kwargs["code"])
-            token = real_exchange(*args, **kwargs)
-            self.secrets.append(token.token)
-            if token.refresh_token:
-                self.secrets.append(token.refresh_token)
-            return token
-
-        monkeypatch.setattr(_login, "new_pkce", pkce)
-        monkeypatch.setattr(_login, "new_state", state)
-        monkeypatch.setattr(_login, "exchange_code", exchange)
 
 
 def test_login_returns_a_token_the_federation_accepts(federation, browser):
@@ -475,8 +440,7 @@ def test_reload_and_second_tab_show_the_same_page_without_a_second_exchange(
     assert federation.code_exchanges == 1
 
 
-def test_nothing_secret_reaches_any_log_record_or_error(federation, browser, monkeypatch, caplog):
-    capture = Capture(monkeypatch)
+def test_nothing_secret_reaches_any_log_record_or_error(federation, browser, secrets, caplog):
     caplog.set_level(logging.DEBUG)  # root logger: ours, urllib3, requests, oauthlib
     out = io.StringIO()
     token = bearer_for(federation, opener=browser, writer=out).receiver().fetch()
@@ -487,11 +451,12 @@ def test_nothing_secret_reaches_any_log_record_or_error(federation, browser, mon
     federation.fail_next("deny")
     with pytest.raises(AuthorizationError) as denied:
         bearer_for(federation, opener=ProgrammaticBrowser()).receiver().fetch()
-    assert len(capture.secrets) >= 8 and token.token in capture.secrets
+    found = secrets.all()
+    assert len(found) >= 8 and token.token in found
     records = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert "fedbearer.login" in records  # the capture did see our records
     shown = out.getvalue()
-    for secret in capture.secrets:
+    for secret in found:
         assert secret not in records
         assert secret not in str(failed.value) and secret not in repr(failed.value)
         assert secret not in str(denied.value)

@@ -28,10 +28,7 @@ from fedbearer import (
     FederationAuth,
     InvalidGrantError,
     Token,
-    _bearer,
     _clock,
-    _login,
-    _protocol,
 )
 from fedbearer._cache import FileTokenCache
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
@@ -49,45 +46,6 @@ TOKEN_FAULTS = (
     "wrong_types",
     "connection_reset",
 )
-
-
-class Secrets:
-    """Every secret a login or refresh makes, recorded where it is made."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.states: list[str] = []
-        self.others: list[str] = []  # verifiers, codes, access and refresh tokens
-        real_pkce, real_state = _protocol.new_pkce, _protocol.new_state
-        real_exchange, real_refresh = _login.exchange_code, _bearer.refresh
-
-        def pkce() -> tuple[str, str]:
-            verifier, challenge = real_pkce()
-            self.others.append(verifier)
-            return verifier, challenge
-
-        def state() -> str:
-            self.states.append(real_state())
-            return self.states[-1]
-
-        def exchange(*args, **kwargs) -> Token:
-            self.others.append(kwargs["code"])
-            return self.token(real_exchange(*args, **kwargs))
-
-        def refresh(federation, token: Token, **kwargs) -> Token:
-            self.token(token)
-            return self.token(real_refresh(federation, token, **kwargs))
-
-        monkeypatch.setattr(_login, "new_pkce", pkce)
-        monkeypatch.setattr(_login, "new_state", state)
-        monkeypatch.setattr(_login, "exchange_code", exchange)
-        monkeypatch.setattr(_bearer, "refresh", refresh)
-
-    def token(self, token: Token) -> Token:
-        self.others += [token.token, token.refresh_token or ""]
-        return token
-
-    def all(self) -> set[str]:
-        return {s for s in self.states + self.others if len(s) >= 8}
 
 
 class Browsers:
@@ -130,11 +88,10 @@ def record_texts(records: Iterable[logging.LogRecord]) -> str:
 
 
 def test_no_secret_in_logs_errors_reprs_warnings_or_pages(
-    federation, monkeypatch, caplog, tmp_path
+    federation, monkeypatch, caplog, tmp_path, secrets
 ):
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name or None)
-    secrets = Secrets(monkeypatch)
     browsers = Browsers()
     out = io.StringIO()
     errors: list[BaseException] = []

@@ -33,35 +33,6 @@ from .conftest import assert_released, login_threads
 MIB = 1 << 20
 
 
-class Secrets:
-    """Records the state, verifier and code of each login, to look for them in errors."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.values: list[str] = []
-        real_pkce, real_state, real_exchange = (
-            _protocol.new_pkce,
-            _protocol.new_state,
-            _login.exchange_code,
-        )
-
-        def pkce() -> tuple[str, str]:
-            verifier, challenge = real_pkce()
-            self.values.append(verifier)
-            return verifier, challenge
-
-        def state() -> str:
-            self.values.append(real_state())
-            return self.values[-1]
-
-        def exchange(*args, **kwargs):
-            self.values.append(kwargs["code"])
-            return real_exchange(*args, **kwargs)
-
-        monkeypatch.setattr(_login, "new_pkce", pkce)
-        monkeypatch.setattr(_login, "new_state", state)
-        monkeypatch.setattr(_login, "exchange_code", exchange)
-
-
 def login(fed: LocalFederation, browser: ProgrammaticBrowser, timeout: float = 10):
     return (
         Bearer(
@@ -195,10 +166,9 @@ FAULTS: dict[str, tuple[Setup, type[Exception], tuple[str, ...]]] = {
 
 @pytest.mark.parametrize("kind", FAULTS)
 def test_token_endpoint_fault_is_typed_helpful_secret_free_and_recoverable(
-    federation, monkeypatch, kind
+    federation, monkeypatch, secrets, kind
 ):
     setup, error_type, words = FAULTS[kind]
-    secrets = Secrets(monkeypatch)
     setup(federation, monkeypatch)
     browser = ProgrammaticBrowser()
     with pytest.raises(error_type) as info:
@@ -208,8 +178,9 @@ def test_token_endpoint_fault_is_typed_helpful_secret_free_and_recoverable(
     text = f"{error} {error!r} {error.__cause__!r} {error.__context__!r}"
     for word in words:
         assert word in str(error)
-    assert len(secrets.values) == 3  # state, verifier, code: the exchange was reached
-    for secret in secrets.values:
+    made = secrets.login_values()
+    assert len(made) == 3  # state, verifier, code: the exchange was reached
+    for secret in made:
         assert secret not in text
     if isinstance(error, TokenEndpointError) and kind not in ("connection_reset", "slow"):
         assert error.status is not None
@@ -219,7 +190,7 @@ def test_token_endpoint_fault_is_typed_helpful_secret_free_and_recoverable(
     assert_released(callback_port(browser))
 
     # The next login works (the fault was used up; the federation is fine again).
-    secrets.values.clear()
+    secrets.clear()
     again = ProgrammaticBrowser()
     token = login(federation, again)
     assert federation.is_valid(token.token)
