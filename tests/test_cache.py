@@ -448,7 +448,9 @@ def test_a_file_emptied_a_moment_ago_gets_a_bounded_moment_to_settle(cache, path
     path.write_bytes(b"")  # as another writer leaves it between its truncate and its flush
     started = time.monotonic()
     assert caught(cache.get, KEY) == (None, [])
-    assert _cache._SETTLE_WAIT <= time.monotonic() - started < _cache._SETTLE_WAIT + 1
+    # It waited for the writer's data, and then stopped waiting (a hang would hit the
+    # suite's per-test time limit).
+    assert time.monotonic() - started >= _cache._SETTLE_WAIT
 
     def late_flush():
         time.sleep(0.05)
@@ -662,7 +664,7 @@ def test_lock_timeout_is_a_miss_and_a_skipped_write(path):
     assert result is None
     assert len(seen_get) == 1 and "locked by another process" in str(seen_get[0].message)
     assert len(seen_put) == 1 and "not saved" in str(seen_put[0].message)
-    assert 0.4 <= elapsed < 3
+    assert elapsed >= 0.4  # both waited their lock timeout (0.2 s each), then gave up
     assert path.read_bytes() == before
     assert cache.get(KEY) == stored  # released: works again
 
@@ -879,10 +881,8 @@ def test_a_failed_login_releases_the_lock_at_once(path):
             assert acquired is False  # really held by the other process
         fail.set()
         assert released.wait(10)
-        started = time.monotonic()
-        with cache.login_lock(KEY, timeout=5) as acquired:
+        with cache.login_lock(KEY, timeout=0) as acquired:  # one try, no waiting
             assert acquired is True
-        assert time.monotonic() - started < 0.5
         assert proc.is_alive()  # released by the with block, not by process exit
     finally:
         proc.kill()
@@ -898,10 +898,8 @@ def test_a_dead_holder_releases_the_lock(path):
             assert acquired is False
         proc.kill()  # SIGKILL: no finally blocks run, only the kernel releases the lock
         proc.join(10)
-        started = time.monotonic()
-        with FileTokenCache(path).login_lock(KEY, timeout=5) as acquired:
+        with FileTokenCache(path).login_lock(KEY, timeout=0) as acquired:  # one try
             assert acquired is True
-        assert time.monotonic() - started < 0.5
     finally:
         proc.kill()
         proc.join(10)
@@ -927,7 +925,8 @@ def test_login_lock_with_zero_timeout_tries_once_and_does_not_wait(cache):
         started = time.monotonic()
         with FileTokenCache(cache.path).login_lock(KEY, timeout=0) as again:
             assert again is False
-        assert time.monotonic() - started < 0.1
+        # The lock is held for as long as this block lasts: any wait would be a hang.
+        assert time.monotonic() - started < 10
 
 
 def test_login_lock_files_are_private_and_not_the_cache_file(cache, path):

@@ -286,11 +286,11 @@ def test_token_endpoint_failure_is_typed_and_shown_as_a_failed_page(federation, 
 
 
 def test_slow_token_endpoint_is_bounded_by_the_login_deadline(federation, browser):
-    federation.fail_next("slow", delay=3)
+    federation.fail_next("slow", delay=10)
     started = time.monotonic()
     with pytest.raises(LoginTimeoutError):
         bearer_for(federation, opener=browser, timeout=1.0).receiver().fetch()
-    assert time.monotonic() - started < 2.9
+    assert time.monotonic() - started < 8  # the 1 s deadline, not the 10 s answer
     assert login_threads() == []
 
 
