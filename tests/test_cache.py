@@ -25,17 +25,17 @@ import pytest
 import yaml
 
 import fedbearer
-from fedbearer import _cache
-from fedbearer._cache import (
+from fedbearer import (
     FileTokenCache,
     MemoryTokenCache,
     NoTokenCache,
+    Token,
     TokenCache,
     TokenCacheWarning,
+    _cache,
     cache_key,
     default_cache,
 )
-from fedbearer._token import Token
 
 from .conftest import skip_or_fail
 
@@ -568,8 +568,8 @@ def unprivileged_command() -> list[str]:
 PROBE = """
 import json, sys, warnings
 from datetime import datetime, timezone
-from fedbearer._cache import FileTokenCache, TokenCacheWarning
-from fedbearer._token import Token
+from fedbearer import FileTokenCache, TokenCacheWarning
+from fedbearer import Token
 cache = FileTokenCache(sys.argv[1], lock_timeout=1)
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")

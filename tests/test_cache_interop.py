@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedbearer import _cache
-from fedbearer._cache import FileTokenCache, cache_key
-from fedbearer._token import Token
+from fedbearer import FileTokenCache, Token, _cache, cache_key
 
 from .conftest import NEBIUS_HINT, import_or_fail, skip_or_fail
 

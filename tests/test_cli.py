@@ -26,8 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from fedbearer import FederationAuth, LoginTimeoutError, Token, _clock
-from fedbearer._cache import FileTokenCache, cache_key
+from fedbearer import FederationAuth, FileTokenCache, LoginTimeoutError, Token, _clock, cache_key
 from fedbearer._cli import (
     EXIT_FAILURE,
     EXIT_INTERACTION_REQUIRED,

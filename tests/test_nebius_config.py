@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedbearer import ConfigurationError
-from fedbearer._cache import cache_key
-from fedbearer._nebius_config import NebiusProfile, load_nebius_profile
+from fedbearer import ConfigurationError, NebiusProfile, cache_key, load_nebius_profile
 
 from .conftest import NEBIUS_HINT, import_or_fail
 

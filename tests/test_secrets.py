@@ -26,11 +26,11 @@ from fedbearer import (
     Bearer,
     FedbearerError,
     FederationAuth,
+    FileTokenCache,
     InvalidGrantError,
     Token,
     _clock,
 )
-from fedbearer._cache import FileTokenCache
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 from .conftest import login_threads

@@ -28,8 +28,8 @@ from fedbearer import (
     InteractionRequiredError,
     InvalidGrantError,
     _clock,
+    default_cache,
 )
-from fedbearer._cache import default_cache
 from fedbearer.testing import (
     CallbackOpener,
     LocalFederation,
