@@ -29,7 +29,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import platformdirs
 import portalocker
 import yaml
 
@@ -43,6 +42,10 @@ _MAX_VALUE = 2048
 
 def default_profiles_file() -> str:
     """``profiles.yaml`` in fedbearer's user configuration directory (XDG on Linux)."""
+    # Imported here: a `fedbearer token` given every option never reads this file, and
+    # platformdirs is a measurable part of that process (benchmarks/token_command.py).
+    import platformdirs
+
     return os.path.join(platformdirs.user_config_dir("fedbearer", appauthor=False), "profiles.yaml")
 
 

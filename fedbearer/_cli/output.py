@@ -13,11 +13,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import IO, Optional, TextIO, Union
+from typing import IO, Callable, Optional, TextIO, Union
 
 from .. import _clock
-from .._browser import choose_browser
-from .._environment import detect_environment
 from .._exceptions import (
     ConfigurationError,
     FedbearerError,
@@ -86,14 +84,16 @@ class Progress:
     (carriage return and spaces, no escape sequences), and otherwise writes a plain line
     every ``plain_every`` seconds. Other text clears the line before it is written. One
     lock orders the writers (the login, its browser thread, the ticker). :meth:`close`
-    stops and joins the thread and clears the line.
+    stops and joins the thread and clears the line. ``live`` may be a function, asked at
+    the first write: whether a terminal line may be redrawn depends on the browser a login
+    would launch, which only a login needs to work out.
     """
 
     def __init__(
         self,
         stream: IO[str],
         *,
-        live: bool,
+        live: Union[bool, Callable[[], bool]],
         indent: str = "",
         tick: float = 1.0,
         plain_every: float = 30.0,
@@ -120,6 +120,8 @@ class Progress:
             self._clear()
             self._emit(self._indented(text))
             if self._started_at is None and not self._stop.is_set():
+                if callable(self._live):
+                    self._live = self._live()
                 self._started_at = time.monotonic()
                 self._thread = threading.Thread(
                     target=self._run, name="fedbearer-progress", daemon=True
@@ -215,6 +217,11 @@ def _live_ok(stream: IO[str], *, no_browser: bool, debug: bool) -> bool:
     """
     if debug or not _isatty(stream) or os.environ.get("TERM") == "dumb":
         return False
+    # Imported here: only a login gets this far (see Progress), and browser detection
+    # (webbrowser, subprocess) is a measurable part of a cached `fedbearer token`.
+    from .._browser import choose_browser
+    from .._environment import detect_environment
+
     environment = detect_environment()
     if environment.stdin_tty and sys.platform != "win32":
         return not no_browser and choose_browser(environment).launches
@@ -223,7 +230,10 @@ def _live_ok(stream: IO[str], *, no_browser: bool, debug: bool) -> bool:
 
 def progress_for(stream: IO[str], *, no_browser: bool, debug: bool, indent: str = "") -> Progress:
     """The login's writer on ``stream``: live on a terminal where that is safe, else plain."""
-    live = _live_ok(stream, no_browser=no_browser, debug=debug)
+
+    def live() -> bool:
+        return _live_ok(stream, no_browser=no_browser, debug=debug)
+
     return Progress(stream, live=live, indent=indent)
 
 
