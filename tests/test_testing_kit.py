@@ -179,6 +179,13 @@ def test_mock_federation_ignores_fedbearer_interactive_0(monkeypatch):
         FederationAuth(**kwargs).get_token()
 
 
+@responses.activate
+def test_mock_federation_ignores_a_token_in_the_environment(monkeypatch):
+    monkeypatch.setenv("FEDBEARER_TOKEN", "the-ci-token")
+    monkeypatch.setenv("NEBIUS_IAM_TOKEN", "the-nebius-token")
+    assert FederationAuth(**mock_federation()).get_token().token == "test-token"
+
+
 @responses.activate(registry=OrderedRegistry)
 def test_a_rejected_refresh_then_a_new_login_can_be_scripted(monkeypatch):
     now = [1_800_000_000.0]
