@@ -320,6 +320,18 @@ def file_lock(
         _unlock_close(fd)
 
 
+@contextlib.contextmanager
+def storage_faults(warn: Callable[[str, str, str], None], consequence: str) -> Iterator[None]:
+    """Where every storage fault ends: an ``OSError`` or ``_Fault`` raised in the block is
+    not raised further but becomes ``warn(kind, reason, consequence)``, and the caller goes
+    on after the block as after a miss or a skipped write."""
+    try:
+        yield
+    except (OSError, _Fault) as exc:
+        fault = _os_fault(exc) if isinstance(exc, OSError) else exc
+        warn(fault.kind, fault.reason, consequence)
+
+
 # --------------------------------------------------------------------------- file contents
 
 
@@ -741,17 +753,10 @@ class FileTokenCache:
 
     # -- faults
 
-    @contextlib.contextmanager
-    def _faults(self, consequence: str) -> Iterator[None]:
-        """Where every storage fault ends: an ``OSError`` or ``_Fault`` raised in the block
-        is not raised further but becomes the warning naming the file, the fault and
-        ``consequence`` (once per file, fault and consequence), and the caller goes on after
-        the block as after a miss or a skipped write."""
-        try:
-            yield
-        except (OSError, _Fault) as exc:
-            fault = _os_fault(exc) if isinstance(exc, OSError) else exc
-            self._warn(fault.kind, fault.reason, consequence)
+    def _faults(self, consequence: str) -> AbstractContextManager[None]:
+        """Storage faults in the block become the warning naming the file, the fault and
+        ``consequence`` (once per file, fault and consequence); see :func:`storage_faults`."""
+        return storage_faults(self._warn, consequence)
 
     def _warn(self, kind: str, reason: str, consequence: str, *, once: bool = True) -> None:
         path = self.path

@@ -43,9 +43,9 @@ from ._cache import (
     _POLL_MAX_LOGIN,
     DEFAULT_LOCK_TIMEOUT,
     _Fault,
-    _os_fault,
     _warn_once,
     file_lock,
+    storage_faults,
 )
 from ._exceptions import ConfigurationError, TokenDataError
 from ._settings import check_timeout
@@ -544,7 +544,7 @@ class KeyringTokenCache:
         backend is stuck.
         """
         result = default
-        with self._faults(consequence):
+        with storage_faults(self._warn, consequence):
             if self._stuck is not None:
                 raise self._stuck
             result = operation() if self._timeout is None else self._limited(operation)
@@ -574,17 +574,6 @@ class KeyringTokenCache:
         if not done:
             raise value
         return cast(_T, value)
-
-    @contextlib.contextmanager
-    def _faults(self, consequence: str) -> Iterator[None]:
-        """Where every fault ends: a ``_Fault`` (or ``OSError`` from a lock file) raised in
-        the block becomes the warning naming the service, the fault and ``consequence``,
-        once per kind, and the caller goes on after the block as after a miss."""
-        try:
-            yield
-        except (OSError, _Fault) as exc:
-            fault = _os_fault(exc) if isinstance(exc, OSError) else exc
-            self._warn(fault.kind, fault.reason, consequence)
 
     def _warn(self, kind: str, reason: str, consequence: str) -> None:
         backend = self._given if self._given is not None else self._chosen
