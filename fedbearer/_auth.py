@@ -218,13 +218,7 @@ class FederationAuth(AuthBase):
             allow_insecure_http=allow_insecure_http,
             preflight=preflight,
         )
-        self._setup(
-            bearer,
-            refresh_margin=refresh_margin,
-            hosts=hosts,
-            cache=cache,
-            token_from_env=token_from_env,
-        )
+        self._setup(bearer, refresh_margin, hosts, cache, token_from_env)
 
     @classmethod
     def from_bearer(
@@ -240,13 +234,7 @@ class FederationAuth(AuthBase):
         if not isinstance(bearer, Bearer):
             raise ConfigurationError("from_bearer needs a fedbearer.Bearer")
         self = cls.__new__(cls)
-        self._setup(
-            bearer,
-            refresh_margin=refresh_margin,
-            hosts=hosts,
-            cache=cache,
-            token_from_env=token_from_env,
-        )
+        self._setup(bearer, refresh_margin, hosts, cache, token_from_env)
         return self
 
     @classmethod
@@ -314,7 +302,6 @@ class FederationAuth(AuthBase):
     def _setup(
         self,
         bearer: Bearer,
-        *,
         refresh_margin: Seconds,
         hosts: Optional[Iterable[str]],
         cache: CacheSetting,
