@@ -1,7 +1,8 @@
 """KeyringTokenCache against in-memory, size-limited, failing and hanging keyring backends,
 and across processes through a keyring they share.
 
-The real Secret Service (GNOME Keyring) is in ``test_keyring_secret_service.py``.
+The cross-process login-lock tests run for both caches in ``test_cache.py``; the real
+Secret Service (GNOME Keyring) is in ``test_keyring_secret_service.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
-import os
 import pickle
 import stat
 import subprocess
@@ -558,22 +558,6 @@ def test_login_lock_files_are_private_and_in_the_lock_dir(cache, lock_dir):
     assert all(stat.S_IMODE((lock_dir / name).stat().st_mode) == 0o600 for name in locks)
 
 
-def test_login_locks_are_per_key_and_exclude_threads_too(cache):
-    with cache.login_lock(KEY, timeout=1) as first:
-        assert first
-        with cache.login_lock("other-key", timeout=0) as other:
-            assert other
-        result = []
-        thread = threading.Thread(
-            target=lambda: result.append(cache.login_lock(KEY, 0.1).__enter__())
-        )
-        thread.start()
-        thread.join()
-        assert result == [False]
-    with cache.login_lock(KEY, timeout=0) as again:
-        assert again
-
-
 def test_a_login_lock_that_cannot_be_created_is_a_warning_and_no_wait(memory, tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
@@ -599,36 +583,6 @@ def in_child(target, *args) -> multiprocessing.Process:
     proc = FORK.Process(target=target, args=args, daemon=True)
     proc.start()
     return proc
-
-
-def _login_racer(directory, lock_dir, key, logins, start, results):
-    cache = KeyringTokenCache(backend=DirectoryKeyring(directory), lock_dir=lock_dir)
-    start.wait(30)  # all eight leave the barrier together
-    token = cache.get(key)  # as FederationAuth does: look first, lock only on a miss
-    assert token is None
-    with cache.login_lock(key, timeout=20) as held:
-        assert held
-        token = cache.get(key)  # re-read: another process may have logged in meanwhile
-        if token is None:  # the "login": counted, slow, then stored
-            with open(logins, "a") as fh:
-                fh.write(f"{os.getpid()}\n")
-            time.sleep(0.3)
-            token = Token(f"token-of-{os.getpid()}", datetime(2100, 1, 1, tzinfo=timezone.utc))
-            cache.put(key, token)
-    results.put(token.token)
-
-
-def test_eight_cold_processes_log_in_once(tmp_path, lock_dir):
-    shared, logins = tmp_path / "keyring", tmp_path / "logins"
-    start, results = FORK.Barrier(8), FORK.Queue()
-    args = (str(shared), str(lock_dir), KEY, str(logins), start, results)
-    procs = [in_child(_login_racer, *args) for _ in range(8)]
-    for proc in procs:
-        proc.join(30)
-    assert [proc.exitcode for proc in procs] == [0] * 8
-    assert len(logins.read_text().splitlines()) == 1
-    winner = logins.read_text().strip()
-    assert {results.get(timeout=5) for _ in procs} == {f"token-of-{winner}"}
 
 
 def _writer(directory, lock_dir, prefix, start):

@@ -18,19 +18,11 @@ import requests
 
 from fedbearer import FederationAuth, TokenCache
 
+from ..test_env_token import Tripwire
 from .chromium import BrowserDriver, deny, login_and_approve
 from .provider import IndependentProvider
 
 pytestmark = [pytest.mark.interop]
-
-
-class Tripwire:
-    """A token cache that fails the test if it is touched at all."""
-
-    def _touched(self, *args: object) -> None:
-        raise AssertionError("the token cache was used despite a token in the environment")
-
-    get = put = remove = login_lock = entries = _touched
 
 
 def make_auth(op: IndependentProvider, **kwargs: Any) -> FederationAuth:
