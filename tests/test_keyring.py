@@ -576,13 +576,9 @@ def test_negative_login_lock_timeout_is_rejected(cache):
 
 # --------------------------------------------------------------------------- processes
 
-FORK = multiprocessing.get_context("fork")
-
-
-def in_child(target, *args) -> multiprocessing.Process:
-    proc = FORK.Process(target=target, args=args, daemon=True)
-    proc.start()
-    return proc
+# Spawned, not forked: the FederationAuth tests above leave server threads winding down, and
+# forking a process that has threads can deadlock the child (Python 3.12+ warns).
+SPAWN = multiprocessing.get_context("spawn")
 
 
 def _writer(directory, lock_dir, prefix, start):
@@ -594,8 +590,11 @@ def _writer(directory, lock_dir, prefix, start):
 
 def test_concurrent_writers_keep_every_key_in_the_index(tmp_path, lock_dir):
     shared = tmp_path / "keyring"
-    start = FORK.Barrier(4)
-    procs = [in_child(_writer, str(shared), str(lock_dir), f"w{n}", start) for n in range(4)]
+    start = SPAWN.Barrier(4)
+    args = [(str(shared), str(lock_dir), f"w{n}", start) for n in range(4)]
+    procs = [SPAWN.Process(target=_writer, args=a, daemon=True) for a in args]
+    for proc in procs:
+        proc.start()
     for proc in procs:
         proc.join(30)
     assert [proc.exitcode for proc in procs] == [0] * 4
