@@ -336,8 +336,10 @@ class FederationAuth(AuthBase):
         # Plain-HTTP origins already warned about (one warning each, not one per request).
         self._refused_origins: set[str] = set()
         # Every federation this adapter speaks to is Nebius-style (federation-id, the Nebius
-        # cache key), so NEBIUS_IAM_TOKEN counts too, after FEDBEARER_TOKEN.
-        found = environment_token(nebius=True) if token_from_env else None
+        # cache key), so NEBIUS_IAM_TOKEN counts too, after FEDBEARER_TOKEN. Under the pytest
+        # plugin's guard a test never sends a real token from the environment either.
+        use_env = token_from_env and not test_guard.user_cache
+        found = environment_token(nebius=True) if use_env else None
         #: The environment variable whose token this object sends (``FEDBEARER_TOKEN`` or
         #: ``NEBIUS_IAM_TOKEN``), or ``None`` when its tokens come from the cache or a login.
         self.token_variable: Optional[str] = None if found is None else found.variable

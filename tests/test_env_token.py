@@ -22,6 +22,10 @@ from .api_server import ProtectedAPI
 FEDBEARER_TOKEN = "FEDBEARER_TOKEN"
 NEBIUS_IAM_TOKEN = "NEBIUS_IAM_TOKEN"
 
+# fedbearer's pytest plugin keeps tokens in the environment away from tests; these are about
+# exactly those tokens (conftest clears the variables, so only what a test sets is there).
+pytestmark = pytest.mark.fedbearer_real
+
 
 class Tripwire:
     """A token cache that fails the test if it is touched at all."""

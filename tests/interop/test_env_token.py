@@ -22,7 +22,7 @@ from ..test_env_token import Tripwire
 from .chromium import BrowserDriver, deny, login_and_approve
 from .provider import IndependentProvider
 
-pytestmark = [pytest.mark.interop]
+pytestmark = [pytest.mark.interop, pytest.mark.fedbearer_real]  # the environment's token
 
 
 def make_auth(op: IndependentProvider, **kwargs: Any) -> FederationAuth:
