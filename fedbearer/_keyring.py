@@ -19,11 +19,11 @@ What lives where, for ``service="fedbearer"`` (``docs/token_cache.rst`` has the 
   every platform keeps one code path, tested on the real Secret Service.
 
 Writes hold a write lock, and logins a login lock: lock files (``flock``) in fedbearer's
-state directory, since a keyring has no locks. Every backend fault (no backend, a locked or
-absent Secret Service, D-Bus errors, the ``fail`` and ``null`` backends) is one
-:class:`~fedbearer.TokenCacheWarning` per kind and a miss or a skipped write: a cache never
-breaks a login, and nothing is ever written to a plaintext file instead. Nothing here logs
-or warns a token or a stored value.
+state directory (:func:`default_lock_dir`), since a keyring has no locks. Every backend
+fault (no backend, a locked or absent Secret Service, D-Bus errors, the ``fail`` and
+``null`` backends) is one :class:`~fedbearer.TokenCacheWarning` per kind and a miss or a
+skipped write: a cache never breaks a login, and nothing is ever written to a plaintext
+file instead. Nothing here logs or warns a token or a stored value.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, cast
+
+import platformdirs
 
 from ._cache import (
     _POLL_MAX_CACHE,
@@ -91,18 +93,13 @@ _T = TypeVar("_T")
 
 
 def default_lock_dir() -> str:
-    """Where the lock files go: ``$XDG_STATE_HOME/fedbearer`` when that is an absolute path,
-    else ``%LOCALAPPDATA%\\fedbearer`` on Windows, else ``~/.local/state/fedbearer``.
+    """Where the lock files go: fedbearer's user state directory, beside its configuration
+    (``$XDG_STATE_HOME/fedbearer``, ``~/.local/state/fedbearer`` by default on Linux; the
+    platform's equivalent elsewhere, from ``platformdirs``).
 
     Read at each use, so a changed ``HOME`` applies, as for the file cache.
     """
-    state = os.environ.get("XDG_STATE_HOME", "")
-    if state and os.path.isabs(state):  # the XDG spec: a relative path is to be ignored
-        return os.path.join(state, "fedbearer")
-    local = os.environ.get("LOCALAPPDATA", "")
-    if os.name == "nt" and local:
-        return os.path.join(local, "fedbearer")
-    return os.path.join(os.path.expanduser("~"), ".local", "state", "fedbearer")
+    return platformdirs.user_state_dir("fedbearer", appauthor=False)
 
 
 def _import_keyring() -> ModuleType:
