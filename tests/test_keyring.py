@@ -69,12 +69,6 @@ def long_jwt(size: int = 6000, mark: str = "A") -> str:
     return "eyJhbGciOiJSUzI1NiJ9." + mark * (size - 40) + ".c2lnbmF0dXJl"
 
 
-@pytest.fixture(autouse=True)
-def fresh_warnings(monkeypatch):
-    """Each test sees its own 'warn once' memory."""
-    monkeypatch.setattr(_cache, "_warned", set())
-
-
 @pytest.fixture
 def lock_dir(tmp_path) -> Path:
     return tmp_path / "state" / "fedbearer"
