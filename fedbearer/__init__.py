@@ -30,6 +30,7 @@ from ._exceptions import (
     TokenDataError,
     TokenEndpointError,
 )
+from ._keyring import KeyringTokenCache
 from ._login import authorize
 from ._nebius_config import NebiusProfile, load_nebius_profile
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidTokenResponseError",
+    "KeyringTokenCache",
     "LoginError",
     "LoginSettings",
     "LoginTimeoutError",

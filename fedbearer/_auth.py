@@ -27,6 +27,7 @@ from . import _clock
 from ._bearer import Bearer
 from ._cache import NoTokenCache, TokenCache, default_cache
 from ._challenge import bearer_error
+from ._env_token import environment_token, read_token_variable
 from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
 from ._nebius_config import load_nebius_profile
 from ._profiles import load_profiles
@@ -167,6 +168,14 @@ class FederationAuth(AuthBase):
     ``~/.nebius/credentials.yaml``; pass ``None`` to keep the token in this object only, or
     a :class:`~fedbearer.TokenCache`. The other options are those of :class:`~fedbearer.Bearer`.
 
+    A ready token in the environment replaces all of that: when ``$FEDBEARER_TOKEN`` is set
+    (else ``$NEBIUS_IAM_TOKEN``, the Nebius SDK's variable) as the object is built, that
+    token is sent as it is, with no cache read or write, no refresh and no login, and a 401
+    for it is returned to the caller with one warning (:attr:`token_variable` names the
+    variable). The ``hosts`` and plain-HTTP rules still apply. A malformed value is a
+    :class:`~fedbearer.ConfigurationError` naming the variable. ``token_from_env=False``
+    never looks at the environment.
+
     Picklable (the lock is recreated and the in-memory token is left out on purpose: it is
     a secret, and the cache has it); compares by identity.
     """
@@ -191,6 +200,7 @@ class FederationAuth(AuthBase):
         app_name: str = "fedbearer",
         allow_insecure_http: bool = False,
         preflight: bool = True,
+        token_from_env: bool = True,
     ) -> None:
         bearer = Bearer(
             profile,
@@ -208,7 +218,7 @@ class FederationAuth(AuthBase):
             allow_insecure_http=allow_insecure_http,
             preflight=preflight,
         )
-        self._setup(bearer, refresh_margin=refresh_margin, hosts=hosts, cache=cache)
+        self._setup(bearer, refresh_margin, hosts, cache, token_from_env)
 
     @classmethod
     def from_bearer(
@@ -218,12 +228,13 @@ class FederationAuth(AuthBase):
         refresh_margin: Seconds = DEFAULT_REFRESH_MARGIN,
         hosts: Optional[Iterable[str]] = None,
         cache: CacheSetting = DEFAULT_CACHE,
+        token_from_env: bool = True,
     ) -> FederationAuth:
         """Build the adapter around an existing :class:`~fedbearer.Bearer`."""
         if not isinstance(bearer, Bearer):
             raise ConfigurationError("from_bearer needs a fedbearer.Bearer")
         self = cls.__new__(cls)
-        self._setup(bearer, refresh_margin=refresh_margin, hosts=hosts, cache=cache)
+        self._setup(bearer, refresh_margin, hosts, cache, token_from_env)
         return self
 
     @classmethod
@@ -291,11 +302,13 @@ class FederationAuth(AuthBase):
     def _setup(
         self,
         bearer: Bearer,
-        *,
         refresh_margin: Seconds,
         hosts: Optional[Iterable[str]],
         cache: CacheSetting,
+        token_from_env: bool,
     ) -> None:
+        if not isinstance(token_from_env, bool):
+            raise ConfigurationError("token_from_env must be True or False")
         if isinstance(refresh_margin, bool) or not isinstance(
             refresh_margin, (int, float, timedelta)
         ):
@@ -322,6 +335,19 @@ class FederationAuth(AuthBase):
         self._distrusted = ""
         # Plain-HTTP origins already warned about (one warning each, not one per request).
         self._refused_origins: set[str] = set()
+        # Every federation this adapter speaks to is Nebius-style (federation-id, the Nebius
+        # cache key), so NEBIUS_IAM_TOKEN counts too, after FEDBEARER_TOKEN. Under the pytest
+        # plugin's guard a test never sends a real token from the environment either.
+        use_env = token_from_env and not test_guard.user_cache
+        found = environment_token(nebius=True) if use_env else None
+        #: The environment variable whose token this object sends (``FEDBEARER_TOKEN`` or
+        #: ``NEBIUS_IAM_TOKEN``), or ``None`` when its tokens come from the cache or a login.
+        self.token_variable: Optional[str] = None if found is None else found.variable
+        if found is not None:
+            # No expiry, so the hot path never renews it; a 401 for it is returned (see
+            # _handle_401). Nothing else changes: hosts and the plain-HTTP rule still apply.
+            self._install(found.token)
+            log.debug("using the token from $%s; no cache, refresh or login", found.variable)
 
     # ------------------------------------------------------------------ pickling
 
@@ -349,6 +375,8 @@ class FederationAuth(AuthBase):
             held = "no expiry"
         else:
             held = f"until {token.expiration.isoformat(timespec='seconds')}"
+        if self.token_variable is not None:
+            held = f"from ${self.token_variable}"
         hosts = None if self.hosts is None else sorted(self.hosts)
         return (
             f"FederationAuth(client_id={b.client_id!r}, "
@@ -422,6 +450,18 @@ class FederationAuth(AuthBase):
         reason = bearer_error(response.headers.get("WWW-Authenticate"))
         if reason is not None:
             log.debug("401 challenge names %s: not about our token, not renewing", reason)
+            return response
+        if self.token_variable is not None:
+            if self._distrust(sent_header):
+                log.warning(
+                    "%s %s refused (401) the token from $%s; a token from the environment "
+                    "cannot be renewed (no cache, refresh or login), so the 401 is returned. "
+                    "Set a valid token, or unset %s to log in instead",
+                    request.method,
+                    _origin_of(request.url or ""),
+                    self.token_variable,
+                    self.token_variable,
+                )
             return response
         resent[0] += 1
         self._renew(sent_header[len("Bearer ") :], rejected=True)
@@ -539,7 +579,12 @@ class FederationAuth(AuthBase):
         in or refreshed meanwhile (and, with rotating refresh tokens, sending the refresh
         token it already used would get the whole grant revoked). The new token is written
         before the lock is released, so a process that waited finds it.
+
+        An object that sends a token from the environment has none only after unpickling
+        (the token is left out of the pickle): it reads the same variable again, here.
         """
+        if self.token_variable is not None:
+            return self._token_from_env(self.token_variable)
         cache = self.cache
         key = self.bearer.name
         cached = cache.get(key)
@@ -561,6 +606,17 @@ class FederationAuth(AuthBase):
                 token = self.bearer.receiver().fetch()
             cache.put(key, token)
             return token
+
+    @staticmethod
+    def _token_from_env(variable: str) -> Token:
+        token = read_token_variable(variable)
+        if token is None:
+            raise ConfigurationError(
+                f"this FederationAuth was built to send the token from ${variable}, but "
+                f"{variable} is not set in this process; set it, or build the FederationAuth "
+                "with token_from_env=False to log in"
+            )
+        return token
 
     def _refreshed(self, token: Optional[Token]) -> Optional[Token]:
         if token is None or not token.refresh_token:

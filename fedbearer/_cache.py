@@ -177,11 +177,23 @@ def _warn_once(where: str, kind: str, message: str) -> None:
     warnings.warn(message, TokenCacheWarning, stacklevel=_caller_level())
 
 
+# The cache's modules (and contextlib, for ``login_lock``): warnings point past their frames.
+# _keyring.py is named, not imported: it imports this module.
+_INTERNAL_FILES = frozenset(
+    {
+        __file__,
+        _journal.__file__,
+        contextlib.__file__,
+        os.path.join(os.path.dirname(__file__), "_keyring.py"),
+    }
+)
+
+
 def _caller_level() -> int:
     """``stacklevel`` that points the warning at the first frame outside the cache's modules
     (and contextlib, for ``login_lock``), whatever path inside the cache raised the fault."""
     level, frame = 1, sys._getframe(1)
-    internal = (__file__, _journal.__file__, contextlib.__file__)
+    internal = _INTERNAL_FILES
     while frame.f_back is not None and frame.f_code.co_filename in internal:
         frame = frame.f_back
         level += 1
@@ -274,6 +286,50 @@ def _acquire(path: str, flags: int, timeout: Optional[float], poll_max: float) -
             delay = min(delay, remaining)
         time.sleep(delay)
         delay = min(delay * 2, poll_max)
+
+
+@contextlib.contextmanager
+def file_lock(
+    path: str,
+    *,
+    timeout: Optional[float],
+    dir_mode: int,
+    poll_max: float,
+    on_fault: Callable[[_Fault], None],
+) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on the lock file ``path`` for the ``with`` block.
+
+    The file (0600) and its directory (``dir_mode``) are created when missing, and never
+    deleted: deleting a lock file lets two processes lock two different files of the same
+    name. Yields ``True`` when held; ``False`` when the wait ran out (``timeout``) or the
+    lock could not be taken, after calling ``on_fault`` with the reason (it may raise it
+    instead). The kernel releases the lock if the holder dies.
+    """
+    fd: Optional[int] = None
+    try:
+        os.makedirs(os.path.dirname(path), mode=dir_mode, exist_ok=True)
+        fd = _acquire(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, timeout, poll_max)
+    except (OSError, _Fault) as exc:
+        on_fault(_os_fault(exc) if isinstance(exc, OSError) else exc)
+    if fd is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _unlock_close(fd)
+
+
+@contextlib.contextmanager
+def storage_faults(warn: Callable[[str, str, str], None], consequence: str) -> Iterator[None]:
+    """Where every storage fault ends: an ``OSError`` or ``_Fault`` raised in the block is
+    not raised further but becomes ``warn(kind, reason, consequence)``, and the caller goes
+    on after the block as after a miss or a skipped write."""
+    try:
+        yield
+    except (OSError, _Fault) as exc:
+        fault = _os_fault(exc) if isinstance(exc, OSError) else exc
+        warn(fault.kind, fault.reason, consequence)
 
 
 # --------------------------------------------------------------------------- file contents
@@ -679,40 +735,28 @@ class FileTokenCache:
         """
         if timeout is not None and timeout < 0:
             raise ValueError("timeout must not be negative")
-        return self._login_lock(key, timeout)
-
-    @contextlib.contextmanager
-    def _login_lock(self, key: str, timeout: Optional[float]) -> Iterator[bool]:
-        path = self.path
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
-        lock_path = os.path.join(os.path.dirname(path), f".fedbearer-login-{digest}.lock")
-        fd: Optional[int] = None
-        with self._faults("logging in without waiting for other processes", login_lock=True):
-            os.makedirs(os.path.dirname(path), mode=self._dir_mode, exist_ok=True)
-            fd = _acquire(lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, timeout, _POLL_MAX_LOGIN)
-        if fd is None:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            _unlock_close(fd)
+        return file_lock(
+            os.path.join(os.path.dirname(self.path), f".fedbearer-login-{digest}.lock"),
+            timeout=timeout,
+            dir_mode=self._dir_mode,
+            poll_max=_POLL_MAX_LOGIN,
+            on_fault=self._login_lock_fault,
+        )
+
+    def _login_lock_fault(self, fault: _Fault) -> None:
+        self._warn(
+            f"login-{fault.kind}",
+            f"login lock failed: {fault.reason}",
+            "logging in without waiting for other processes",
+        )
 
     # -- faults
 
-    @contextlib.contextmanager
-    def _faults(self, consequence: str, *, login_lock: bool = False) -> Iterator[None]:
-        """Where every storage fault ends: an ``OSError`` or ``_Fault`` raised in the block
-        is not raised further but becomes the warning naming the file, the fault and
-        ``consequence`` (once per file, fault and consequence), and the caller goes on after
-        the block as after a miss or a skipped write."""
-        try:
-            yield
-        except (OSError, _Fault) as exc:
-            fault = _os_fault(exc) if isinstance(exc, OSError) else exc
-            if login_lock:
-                fault = _Fault(f"login-{fault.kind}", f"login lock failed: {fault.reason}")
-            self._warn(fault.kind, fault.reason, consequence)
+    def _faults(self, consequence: str) -> AbstractContextManager[None]:
+        """Storage faults in the block become the warning naming the file, the fault and
+        ``consequence`` (once per file, fault and consequence); see :func:`storage_faults`."""
+        return storage_faults(self._warn, consequence)
 
     def _warn(self, kind: str, reason: str, consequence: str, *, once: bool = True) -> None:
         path = self.path

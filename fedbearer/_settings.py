@@ -46,7 +46,8 @@ class _TestGuard:
     """What fedbearer's pytest plugin has turned off for the test that is running.
 
     ``logins``: a :class:`LoginSettings` without an ``opener`` defaults to no interactive
-    login. ``user_cache``: :class:`~fedbearer.FederationAuth`'s default cache is none. A test
+    login. ``user_cache``: :class:`~fedbearer.FederationAuth`'s default cache is none, and
+    it takes no token from ``FEDBEARER_TOKEN`` or ``NEBIUS_IAM_TOKEN``. A test
     that forgot to set up a login then fails at once instead of opening a browser or using
     a real token. Only the plugin sets these (``fedbearer.testing.plugin``), per test.
     """

@@ -38,6 +38,8 @@ _ENV_TO_CLEAR = (
     "FEDBEARER_FEDERATION_ENDPOINT",
     "FEDBEARER_FEDERATION_ID",
     "FEDBEARER_PROFILE",
+    "FEDBEARER_TOKEN",
+    "NEBIUS_IAM_TOKEN",
     "WSL_DISTRO_NAME",
     "WSL_INTEROP",
     # Under HOME, like everything else a test may write.

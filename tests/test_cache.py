@@ -1,7 +1,9 @@
 """The token cache: format, modes, faults, crash safety and cross-process login locking.
 
 Real files under tmp_path and real subprocesses; nothing is mocked below the os module.
-Interoperability with the real ``nebius`` package lives in test_cache_interop.py.
+Interoperability with the real ``nebius`` package lives in test_cache_interop.py. The
+cross-process login tests run for the OS keyring cache too (``shared_cache``), through a
+keyring backend the processes share; the rest of it is in test_keyring.py.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 import fedbearer
 from fedbearer import (
     FileTokenCache,
+    KeyringTokenCache,
     MemoryTokenCache,
     NoTokenCache,
     Token,
@@ -38,6 +41,7 @@ from fedbearer import (
 )
 
 from .conftest import skip_or_fail
+from .keyring_backends import DirectoryKeyring
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "federation/auth.example.com/federation-e00test/default"
@@ -829,8 +833,23 @@ def run_unprivileged_probe_get(path: Path, key: str):
 # --------------------------------------------------------------------------- login lock
 
 
-def _login_racer(path, key, logins, start, results):
-    cache = FileTokenCache(path)
+def _keyring_cache(directory: Path) -> KeyringTokenCache:
+    """The OS keyring cache, through a keyring backend that processes share (a directory)."""
+    return KeyringTokenCache(
+        backend=DirectoryKeyring(str(directory / "keyring")), lock_dir=directory / "locks"
+    )
+
+
+@pytest.fixture(params=["file", "keyring"])
+def shared_cache(request, path, tmp_path):
+    """Makes a new cache object over the same storage, as another process would."""
+    if request.param == "file":
+        return lambda: FileTokenCache(path)
+    return lambda: _keyring_cache(tmp_path)
+
+
+def _login_racer(make_cache, key, logins, start, results):
+    cache = make_cache()
     start.wait(30)  # all eight leave the barrier together
     token = cache.get(key)  # as FederationAuth does: look first, lock only on a miss
     assert token is None
@@ -846,10 +865,12 @@ def _login_racer(path, key, logins, start, results):
     results.put(token.token)
 
 
-def test_eight_cold_processes_log_in_once(tmp_path, path):
+def test_eight_cold_processes_log_in_once(tmp_path, shared_cache):
     logins = tmp_path / "logins"
     start, results = FORK.Barrier(8), FORK.Queue()
-    procs = [in_child(_login_racer, str(path), KEY, str(logins), start, results) for _ in range(8)]
+    procs = [
+        in_child(_login_racer, shared_cache, KEY, str(logins), start, results) for _ in range(8)
+    ]
     for proc in procs:
         proc.join(30)
     assert [proc.exitcode for proc in procs] == [0] * 8
@@ -858,8 +879,8 @@ def test_eight_cold_processes_log_in_once(tmp_path, path):
     assert {results.get(timeout=5) for _ in procs} == {f"token-of-{winner}"}
 
 
-def _login_holder(path, key, held, fail, released):
-    cache = FileTokenCache(path)
+def _login_holder(make_cache, key, held, fail, released):
+    cache = make_cache()
     try:
         with cache.login_lock(key, timeout=5) as acquired:
             assert acquired
@@ -871,12 +892,12 @@ def _login_holder(path, key, held, fail, released):
     time.sleep(30)  # stay alive: the release must not depend on exiting
 
 
-def test_a_failed_login_releases_the_lock_at_once(path):
+def test_a_failed_login_releases_the_lock_at_once(shared_cache):
     held, fail, released = FORK.Event(), FORK.Event(), FORK.Event()
-    proc = in_child(_login_holder, str(path), KEY, held, fail, released)
+    proc = in_child(_login_holder, shared_cache, KEY, held, fail, released)
     try:
         assert held.wait(10)
-        cache = FileTokenCache(path)
+        cache = shared_cache()
         with cache.login_lock(KEY, timeout=0.1) as acquired:
             assert acquired is False  # really held by the other process
         fail.set()
@@ -889,23 +910,24 @@ def test_a_failed_login_releases_the_lock_at_once(path):
         proc.join(10)
 
 
-def test_a_dead_holder_releases_the_lock(path):
+def test_a_dead_holder_releases_the_lock(shared_cache):
     held = FORK.Event()
-    proc = in_child(_login_holder, str(path), KEY, held, FORK.Event(), FORK.Event())
+    proc = in_child(_login_holder, shared_cache, KEY, held, FORK.Event(), FORK.Event())
     try:
         assert held.wait(10)
-        with FileTokenCache(path).login_lock(KEY, timeout=0) as acquired:
+        with shared_cache().login_lock(KEY, timeout=0) as acquired:
             assert acquired is False
         proc.kill()  # SIGKILL: no finally blocks run, only the kernel releases the lock
         proc.join(10)
-        with FileTokenCache(path).login_lock(KEY, timeout=0) as acquired:  # one try
+        with shared_cache().login_lock(KEY, timeout=0) as acquired:  # one try
             assert acquired is True
     finally:
         proc.kill()
         proc.join(10)
 
 
-def test_login_locks_are_per_key_and_exclude_threads_too(cache):
+def test_login_locks_are_per_key_and_exclude_threads_too(shared_cache):
+    cache = shared_cache()
     with cache.login_lock(KEY, timeout=1) as first:
         assert first
         with cache.login_lock("other-key", timeout=0) as other:

@@ -179,6 +179,29 @@ def test_mock_federation_ignores_fedbearer_interactive_0(monkeypatch):
         FederationAuth(**kwargs).get_token()
 
 
+def test_under_the_plugin_no_token_from_the_environment_reaches_a_test(federation, monkeypatch):
+    monkeypatch.setenv("FEDBEARER_TOKEN", "the-ci-jobs-real-token")
+    monkeypatch.setenv("NEBIUS_IAM_TOKEN", "the-ci-jobs-nebius-token")
+    auth = FederationAuth(
+        federation.client_id,
+        federation.endpoint,
+        federation.federation_id,
+        cache=None,
+        opener=ProgrammaticBrowser(),
+        writer=io.StringIO(),
+    )
+    assert auth.token_variable is None
+    assert auth.get_token().token not in {"the-ci-jobs-real-token", "the-ci-jobs-nebius-token"}
+    assert federation.logins == 1
+
+
+@responses.activate
+def test_mock_federation_ignores_a_token_in_the_environment(monkeypatch):
+    monkeypatch.setenv("FEDBEARER_TOKEN", "the-ci-token")
+    monkeypatch.setenv("NEBIUS_IAM_TOKEN", "the-nebius-token")
+    assert FederationAuth(**mock_federation()).get_token().token == "test-token"
+
+
 @responses.activate(registry=OrderedRegistry)
 def test_a_rejected_refresh_then_a_new_login_can_be_scripted(monkeypatch):
     now = [1_800_000_000.0]

@@ -216,8 +216,9 @@ def mock_federation(
     Registers one token answer (:func:`add_token_response`) and returns ``client_id``,
     ``federation_endpoint``, ``federation_id``, ``opener`` (a fresh :class:`CallbackOpener`),
     ``writer`` (an ``io.StringIO`` that collects the login's messages), ``cache=None`` (no
-    token file is read or written) and ``interactive=True`` (so ``FEDBEARER_INTERACTIVE=0``
-    in a CI environment does not turn the mocked login off)::
+    token file is read or written), ``interactive=True`` (so ``FEDBEARER_INTERACTIVE=0``
+    in a CI environment does not turn the mocked login off) and ``token_from_env=False``
+    (so a ``FEDBEARER_TOKEN`` or ``NEBIUS_IAM_TOKEN`` set in CI does not replace it)::
 
         @responses.activate
         def test_client():
@@ -238,4 +239,5 @@ def mock_federation(
         "writer": io.StringIO(),
         "cache": None,
         "interactive": True,
+        "token_from_env": False,
     }

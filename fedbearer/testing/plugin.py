@@ -18,7 +18,8 @@ available in every test suite; nothing to add to ``conftest.py``:
 This module is imported at the start of every pytest run wherever fedbearer is installed;
 it never imports ``responses``, an optional dependency.
 Safe by default: while a test runs, a :class:`~fedbearer.FederationAuth` built without an
-explicit ``cache=`` neither reads nor writes the user's token cache, and a login without an
+explicit ``cache=`` neither reads nor writes the user's token cache, none takes a token from
+``FEDBEARER_TOKEN`` or ``NEBIUS_IAM_TOKEN``, and a login without an
 ``opener=`` is not started: the test fails at once with
 :class:`~fedbearer.InteractionRequiredError`, whose message names these fixtures, instead of
 opening a browser or sending the developer's real token somewhere. A test that means to use
