@@ -58,6 +58,8 @@ class RememberedProfile:
     federation_endpoint: str
     federation_id: str = ""
     allow_insecure_http: bool = False
+    #: Tokens in the OS keyring (``fedbearer login --keyring``) rather than the file.
+    keyring: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,19 @@ def parse_profiles(data: bytes, path: str) -> Profiles:
         if not isinstance(entry, dict):
             raise ConfigurationError(f"{path}: profile {name!r} must be a mapping")
         values = {field: _text(entry.get(field, ""), f"{name}.{field}", path) for field in _FIELDS}
-        insecure = entry.get("allow_insecure_http", False)
-        if not isinstance(insecure, bool):
-            raise ConfigurationError(f"{path}: {name}.allow_insecure_http must be true or false")
-        profiles[name] = RememberedProfile(name, allow_insecure_http=insecure, **values)
+        flags: dict[str, bool] = {}
+        for flag in ("allow_insecure_http", "keyring"):
+            flags[flag] = entry.get(flag, False)
+            if not isinstance(flags[flag], bool):
+                raise ConfigurationError(f"{path}: {name}.{flag} must be true or false")
+        profiles[name] = RememberedProfile(
+            name,
+            values["client_id"],
+            values["federation_endpoint"],
+            values["federation_id"],
+            allow_insecure_http=flags["allow_insecure_http"],
+            keyring=flags["keyring"],
+        )
     default = doc.get("default")
     if default is not None:
         default = _text(default, "default", path)
@@ -128,8 +139,9 @@ def _dump(default: Optional[str], profiles: Mapping[str, RememberedProfile]) -> 
     doc: dict[str, Any] = {"default": default, "profiles": {}}
     for name, profile in profiles.items():
         entry: dict[str, Any] = {field: getattr(profile, field) for field in _FIELDS}
-        if profile.allow_insecure_http:
-            entry["allow_insecure_http"] = True
+        for flag in ("allow_insecure_http", "keyring"):
+            if getattr(profile, flag):
+                entry[flag] = True
         doc["profiles"][name] = entry
     text: str = yaml.safe_dump(doc, default_flow_style=False, sort_keys=False)
     return text.encode("utf-8")

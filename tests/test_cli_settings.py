@@ -251,7 +251,7 @@ def test_each_command_help_is_short_and_points_to_the_main_help(capsys, command)
     code, out, _ = run(capsys, command, "--help")
     assert code == EXIT_OK
     assert "130  interrupted" not in out and "fedbearer --help" in out
-    assert len(out.splitlines()) < 60
+    assert len(out.splitlines()) < 70
 
 
 def test_the_main_help_documents_where_settings_come_from(capsys):
@@ -268,3 +268,47 @@ def test_the_profiles_file_is_replaced_whole(profiles_file):
     assert loaded.default == "p4" and sorted(loaded.profiles) == [f"p{n}" for n in range(5)]
     leftovers = [p for p in os.listdir(profiles_file.parent) if p.startswith(".profiles-")]
     assert leftovers == []
+
+
+# ---------------------------------------------------------------------- token sources (#15)
+
+
+def test_token_prints_the_environment_token_and_status_names_its_source(
+    cache, monkeypatch, capsys
+):
+    monkeypatch.setenv("FEDBEARER_TOKEN", "from-the-environment")
+    flags = ["--client-id", "c", "--federation-endpoint", "auth.example", "--federation-id", "f"]
+    code, out, err = run(capsys, "token", *flags, "--non-interactive")
+    assert (code, out, err) == (EXIT_OK, "from-the-environment\n", "")
+    assert cache.entries() == []  # the cache was never written
+
+    code, out, _ = run(capsys, "status", *flags)
+    assert code == EXIT_OK and "Token source: $FEDBEARER_TOKEN" in out
+    assert "from-the-environment" not in out
+    document = json.loads(run(capsys, "status", "--format", "json")[1])
+    assert document["token_source"] == {"kind": "environment", "variable": "FEDBEARER_TOKEN"}
+
+    code, _, err = run(capsys, "token", *flags, "--non-interactive", "--no-env-token")
+    assert code == 3 and "from-the-environment" not in err  # ignored: a login is needed
+
+
+def test_a_malformed_environment_token_is_named_never_shown(monkeypatch, capsys):
+    monkeypatch.setenv("FEDBEARER_TOKEN", "two words")
+    flags = ["--client-id", "c", "--federation-endpoint", "auth.example", "--federation-id", "f"]
+    code, _, err = run(capsys, "token", *flags)
+    assert code == EXIT_USAGE and "FEDBEARER_TOKEN" in err and "two words" not in err
+    code, out, _ = run(capsys, "status", *flags)
+    assert code == EXIT_OK and "not usable" in out and "two words" not in out
+
+
+def test_login_remembers_the_keyring_choice_with_the_profile(profiles_file, capsys):
+    from fedbearer._profiles import RememberedProfile, load_profiles, remember_profile
+
+    remember_profile(RememberedProfile("work", "cid", "auth.example", "f", keyring=True))
+    assert load_profiles().get("work").keyring is True
+    document = json.loads(run(capsys, "status", "--format", "json")[1])
+    assert document["token_source"]["kind"] == "keyring"
+    # An explicit --cache-file wins over the remembered keyring.
+    argv = ["status", "--format", "json", "--cache-file", str(profiles_file.parent / "c.yaml")]
+    document = json.loads(run(capsys, *argv)[1])
+    assert document["token_source"]["kind"] == "file"

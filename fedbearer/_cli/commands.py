@@ -17,8 +17,10 @@ from typing import IO, Callable, Optional, cast
 
 from .. import _clock
 from .._auth import FederationAuth
-from .._cache import FileTokenCache
+from .._cache import TokenCache
+from .._env_token import environment_token
 from .._exceptions import ConfigurationError, FedbearerError, InteractionRequiredError
+from .._keyring import KeyringTokenCache
 from .._profiles import load_profiles
 from .._token import Token
 from .options import (
@@ -26,6 +28,7 @@ from .options import (
     UsageError,
     build_parser,
     cache_from,
+    describe_cache,
     identity_from,
     remember,
     resolve_identity,
@@ -58,7 +61,12 @@ class _Failure(FedbearerError):
 
 
 def _auth(
-    args: argparse.Namespace, identity: Identity, cache: FileTokenCache, writer: Progress
+    args: argparse.Namespace,
+    identity: Identity,
+    cache: TokenCache,
+    writer: Progress,
+    *,
+    env_token: bool,
 ) -> FederationAuth:
     assert identity.client_id is not None
     return FederationAuth(
@@ -75,25 +83,41 @@ def _auth(
         interactive=False if args.non_interactive else None,
         allow_insecure_http=identity.allow_insecure_http,
         preflight=args.preflight,
+        token_from_env=env_token,
     )
 
 
 def _obtain(
-    args: argparse.Namespace, identity: Identity, cache: FileTokenCache
+    args: argparse.Namespace, identity: Identity, cache: TokenCache, *, env_token: bool = True
 ) -> tuple[Token, str]:
-    """A valid token and how it was obtained: ``cached``, ``refreshed`` or ``login``."""
-    before = cache.get(identity.key)
+    """A valid token and how it was obtained: ``cached``, ``refreshed``, ``login`` or
+    ``environment`` (``FEDBEARER_TOKEN`` / ``NEBIUS_IAM_TOKEN``, unless ``env_token`` is
+    off or ``--no-env-token`` was given)."""
     with progress_for(sys.stderr, no_browser=args.no_browser, debug=args.debug) as progress:
-        token = _auth(args, identity, cache, progress).get_token()
+        auth = _auth(args, identity, cache, progress, env_token=env_token and args.env_token)
+        if auth.token_variable is not None:
+            return auth.get_token(), "environment"
+        before = cache.get(identity.key)
+        token = auth.get_token()
     if before is not None and token == before:
         return token, "cached"
     return token, "login" if progress.started else "refreshed"
 
 
+def environment_token_name() -> Optional[str]:
+    """The token variable set in this environment, if any (its value is never read out)."""
+    try:
+        found = environment_token(nebius=True)
+    except ConfigurationError:
+        return None  # reported where the token is used
+    return None if found is None else found.variable
+
+
 def _cmd_login(args: argparse.Namespace) -> int:
     identity = identity_from(args, need_client_id=True)
-    cache = cache_from(args)
-    token, how = _obtain(args, identity, cache)
+    cache = cache_from(args, identity)
+    # An explicit login logs in: a token in the environment is not what it is asked for.
+    token, how = _obtain(args, identity, cache, env_token=False)
     # Remembered once the login worked: later commands need no options (or --profile).
     remember(identity)
     who = subject(token.token)
@@ -108,7 +132,14 @@ def _cmd_login(args: argparse.Namespace) -> int:
         verb = "Logged in" if how == "login" else "Renewed the token with its refresh token"
         print(
             f"{verb}{as_who}: {identity.describe()}; token {expiry(token)}{renewable}; "
-            f"saved in {cache.path}."
+            f"saved in {describe_cache(cache)}."
+        )
+    variable = environment_token_name()
+    if variable is not None:
+        print(
+            f"Note: ${variable} is set in this shell, so fedbearer token and FederationAuth "
+            "here send that token, not this login's (unset it, or pass --no-env-token).",
+            file=sys.stderr,
         )
     return EXIT_OK
 
@@ -157,10 +188,10 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 def _cmd_token(args: argparse.Namespace) -> int:
     identity = identity_from(args, need_client_id=True)
-    cache = cache_from(args)
+    cache = cache_from(args, identity)
     with _stdout_to_stderr():
         token, how = _obtain(args, identity, cache)
-    if how != "cached":
+    if how not in ("cached", "environment"):
         verb = "Logged in" if how == "login" else "Renewed the token"
         print(f"{verb}: {identity.describe()}; token {expiry(token)}.", file=sys.stderr)
     if args.format == "json":
@@ -181,25 +212,26 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 def _cmd_logout(args: argparse.Namespace) -> int:
     identity = identity_from(args, need_client_id=False)
-    cache = cache_from(args)
+    cache = cache_from(args, identity)
+    where = describe_cache(cache)
 
     def present() -> bool:
         return any(key == identity.key for key, _ in cache.entries())
 
     if not present():
         print(
-            f"Not logged in: no cached token for {identity.describe()} in {cache.path}; "
+            f"Not logged in: no cached token for {identity.describe()} in {where}; "
             "nothing to remove."
         )
         return EXIT_OK
     cache.remove(identity.key)
     if present():
         raise _Failure(
-            f"could not remove the token of {identity.describe()} from {cache.path} "
-            "(see the warning above); check the file's permissions"
+            f"could not remove the token of {identity.describe()} from {where} "
+            "(see the warning above)"
         )
     print(
-        f"Logged out: removed the cached token of {identity.describe()} from {cache.path}. "
+        f"Logged out: removed the cached token of {identity.describe()} from {where}. "
         "The federation was not contacted; the token itself expires on its own."
     )
     return EXIT_OK
@@ -207,9 +239,20 @@ def _cmd_logout(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     current = resolve_identity(args, need_client_id=False, required=False)
-    cache = cache_from(args)
+    cache = cache_from(args, current)
     entries = cache.entries()
     profiles = load_profiles()
+    where = describe_cache(cache)
+    source, variable, problem = where, None, None
+    if args.env_token:
+        try:
+            found = environment_token(nebius=True)
+        except ConfigurationError as exc:  # says what is wrong, never the value
+            problem = str(exc)
+        else:
+            variable = None if found is None else found.variable
+    if variable is not None:
+        source = f"${variable} (from the environment; not cached, never renewed)"
     if args.format == "json":
         document = {
             "profiles_file": profiles.path,
@@ -223,7 +266,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 }
                 for p in profiles.profiles.values()
             ],
-            "cache_file": cache.path,
+            "token_source": (
+                {"kind": "environment", "variable": variable}
+                if variable is not None
+                else {"kind": "keyring", "service": cache.service}
+                if isinstance(cache, KeyringTokenCache)
+                else {"kind": "file", "path": where}
+            ),
+            "token_variable_problem": problem,
+            "cache": where,
             "current": None if current is None else current.key,
             "tokens": [
                 {
@@ -237,6 +288,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         }
         print(json.dumps(document, indent=2))
         return EXIT_OK
+    if variable is not None:  # otherwise "Cached tokens in <where>" below says it
+        print(f"Token source: {source}")
+    if problem is not None:
+        print(f"  (a token variable is set but not usable: {problem})")
     if profiles.profiles:
         print(f"Profiles remembered by fedbearer login, in {profiles.path}:")
         for profile in profiles.profiles.values():
@@ -247,9 +302,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 f"{profile.federation_endpoint} ({fid})"
             )
     if not entries:
-        print(f"No cached tokens in {cache.path}.")
+        print(f"No cached tokens in {where}.")
         return EXIT_OK
-    print(f"Cached tokens in {cache.path}:")
+    print(f"Cached tokens in {where}:")
     for key, token in entries:
         mark = "*" if current is not None and key == current.key else " "
         renewable = ", with a refresh token" if token.refresh_token else ""

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import NoReturn, Optional
 
 from .. import __version__
-from .._cache import FileTokenCache, cache_key
+from .._cache import FileTokenCache, TokenCache, cache_key
 from .._exceptions import ConfigurationError
+from .._keyring import KeyringTokenCache
 from .._nebius_config import DEFAULT_CONFIG_FILE as NEBIUS_CONFIG_FILE
 from .._nebius_config import load_nebius_profile
 from .._profiles import RememberedProfile, load_profiles, remember_profile
@@ -125,11 +126,27 @@ def _identity_options() -> _Parser:
             "and tokens then cross the network unencrypted; loopback never needs this)"
         ),
     )
-    group.add_argument(
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
         "--cache-file",
         metavar="PATH",
         type=_path,
         help="token cache file (default: ~/.nebius/credentials.yaml, the Nebius CLI's)",
+    )
+    where.add_argument(
+        "--keyring",
+        action="store_true",
+        default=None,
+        help=(
+            "keep tokens in the OS keyring instead of a file (pip install "
+            "'fedbearer[keyring]'); fedbearer login remembers the choice for the profile"
+        ),
+    )
+    group.add_argument(
+        "--no-env-token",
+        dest="env_token",
+        action="store_false",
+        help="ignore FEDBEARER_TOKEN and NEBIUS_IAM_TOKEN (by default a token there is used)",
     )
     return parser
 
@@ -300,6 +317,7 @@ class Identity:
     federation_id: str
     profile: str
     allow_insecure_http: bool = False
+    keyring: bool = False
 
     @property
     def key(self) -> str:
@@ -357,6 +375,7 @@ def resolve_identity(
     federation_id = _first(args.federation_id, from_nebius[1], _env(FEDERATION_ID_ENV))
     profile = _first(args.profile, _env(PROFILE_ENV), from_nebius[2])
     insecure = args.allow_insecure_http
+    keyring = bool(args.keyring)
     if client_id is None or endpoint is None or federation_id is None:
         profiles = load_profiles()
         # An endpoint given alone names no remembered profile: it means "default".
@@ -368,6 +387,8 @@ def resolve_identity(
             if endpoint is None:
                 endpoint, insecure = remembered.federation_endpoint, remembered.allow_insecure_http
             federation_id = _first(federation_id, remembered.federation_id)
+            if args.keyring is None and args.cache_file is None:
+                keyring = remembered.keyring
     if (
         endpoint is None
         and explicit is None
@@ -403,7 +424,7 @@ def resolve_identity(
     # A bad endpoint, id or profile is a usage error before anything runs.
     normalize_endpoint(endpoint, allow_insecure_http=insecure)
     cache_key(endpoint, federation_id, profile)
-    return Identity(client_id, endpoint, federation_id, profile, insecure)
+    return Identity(client_id, endpoint, federation_id, profile, insecure, keyring)
 
 
 def _first(*values: Optional[str]) -> Optional[str]:
@@ -424,10 +445,23 @@ def remember(identity: Identity) -> str:
             identity.federation_endpoint,
             identity.federation_id,
             identity.allow_insecure_http,
+            identity.keyring,
         )
     )
 
 
-def cache_from(args: argparse.Namespace) -> FileTokenCache:
-    """The token cache ``--cache-file`` names, else ``~/.nebius/credentials.yaml``."""
+def cache_from(args: argparse.Namespace, identity: Optional[Identity] = None) -> TokenCache:
+    """The OS keyring when ``--keyring`` (or the remembered profile) chose it; else the file
+    ``--cache-file`` names, else ``~/.nebius/credentials.yaml``."""
+    if args.keyring or (identity is not None and identity.keyring):
+        return KeyringTokenCache()
     return FileTokenCache(args.cache_file)
+
+
+def describe_cache(cache: TokenCache) -> str:
+    """Where the cache keeps tokens, for messages: a file's path, or the keyring."""
+    if isinstance(cache, FileTokenCache):
+        return cache.path
+    if isinstance(cache, KeyringTokenCache):
+        return f"the OS keyring (service '{cache.service}')"
+    return repr(cache)
