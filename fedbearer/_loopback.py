@@ -254,7 +254,9 @@ class LoopbackServer:
         self._federation = federation
         self._lock = threading.Lock()
         self._callback: Optional[Callback] = None
-        self._arrived = threading.Event()
+        # Held until the decisive callback has arrived; see wait() for why not an Event.
+        self._arrived = threading.Lock()
+        self._arrived.acquire()
         self._page: Optional[PageOutcome] = None
         self._page_ready = threading.Event()
         self._listener: Optional[socket.socket] = None
@@ -356,7 +358,7 @@ class LoopbackServer:
             if self._callback is not None:
                 return False
             self._callback = callback
-        self._arrived.set()
+        self._arrived.release()
         return True
 
     def wait(self, deadline: Optional[float]) -> Callback:
@@ -365,6 +367,9 @@ class LoopbackServer:
         Raises :class:`~fedbearer.LoginTimeoutError` when the deadline passes first.
         """
         while True:
+            callback = self._callback
+            if callback is not None:
+                return callback
             if deadline is None:
                 step = _POLL
             else:
@@ -378,9 +383,11 @@ class LoopbackServer:
                         "longer timeout"
                     )
                 step = min(_POLL, remaining)
-            if self._arrived.wait(step):
-                assert self._callback is not None
-                return self._callback
+            # A bare lock, not an Event: Ctrl-C interrupts Lock.acquire all or nothing, while
+            # inside Event.wait it can leave the event's lock held (the serving thread's set()
+            # then blocks for ever, and close() with it) or raise "release unlocked lock".
+            if self._arrived.acquire(timeout=step):
+                self._arrived.release()
 
     def finish(self, outcome: PageOutcome) -> None:
         """Tell the decisive callback's connection which page to show; first call wins."""
