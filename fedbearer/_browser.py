@@ -36,6 +36,7 @@ from typing import Callable, Optional
 from urllib.parse import quote, urlsplit
 
 from ._environment import Environment, detect_environment
+from ._interrupts import start_thread
 
 log = logging.getLogger("fedbearer.browser")
 
@@ -154,7 +155,7 @@ def launch(
             log.debug("browser launched")
 
     thread = threading.Thread(target=run, name="fedbearer-browser", daemon=True)
-    thread.start()
+    start_thread(thread)  # never half-started by Ctrl-C (see fedbearer._interrupts)
     return thread
 
 

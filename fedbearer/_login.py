@@ -28,6 +28,7 @@ from ._exceptions import (
     LoginTimeoutError,
     TokenEndpointError,
 )
+from ._interrupts import defers_interrupts, interruptible
 from ._protocol import (
     MAX_TOKEN_RESPONSE_BYTES,
     CallbackKind,
@@ -193,6 +194,7 @@ _SETTING_HINTS = {
 }
 
 
+@interruptible
 def preflight(settings: LoginSettings, redirect_uri: str) -> None:
     """Fail in seconds, not at the login timeout, when the federation cannot work.
 
@@ -265,6 +267,7 @@ def preflight(settings: LoginSettings, redirect_uri: str) -> None:
     log.debug("pre-flight check of %s: HTTP %d", where, response.status_code)
 
 
+@interruptible
 def exchange_code(
     federation: Federation,
     *,
@@ -316,6 +319,7 @@ def refresh(
     return new
 
 
+@interruptible  # a writer that blocks (a full pipe, a stopped terminal) must not hold Ctrl-C
 def _show(writer: IO[str], text: str) -> None:
     try:
         writer.write(text)
@@ -424,6 +428,7 @@ def authorize(
     )
 
 
+@defers_interrupts
 def login(settings: LoginSettings) -> Token:
     """Run one interactive login and return its token.
 
@@ -450,6 +455,11 @@ def login(settings: LoginSettings) -> Token:
     :class:`~fedbearer.LoginTimeoutError` is raised. On any outcome, Ctrl-C included, the
     paste reader is stopped, the port is released and the server's threads are joined
     before this returns.
+
+    Ctrl-C raises :class:`KeyboardInterrupt` at once while the login checks the federation,
+    waits for the browser, exchanges the code or writes to the writer. The rest (setting up,
+    starting and stopping the server and threads: milliseconds) holds it until the next of
+    those or the end, since a step cut in half would leave a thread running or the port open.
     """
     # Imported here, not at the top: a process whose token is cached never logs in, and
     # these (the callback server and its pages, browser launching, the paste reader) are a

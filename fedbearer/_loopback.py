@@ -13,6 +13,8 @@ only ``GET /?...`` with a ``Host`` header naming this server can matter.
 
 Closing the server lets pages still being written finish (for at most :data:`CLOSE_FLUSH`
 seconds), closes every socket and joins the thread: no port or thread outlives a login.
+Ctrl-C cannot cut starting or closing in half (:mod:`fedbearer._interrupts`); it ends
+:meth:`LoopbackServer.wait` at once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from urllib.parse import urlsplit
 
 from . import _pages
 from ._exceptions import ConfigurationError, LoginTimeoutError
+from ._interrupts import defers_interrupts, interruptible
 from ._protocol import LOOPBACK_NAMES, Callback, CallbackKind, parse_callback, redirect_uri_for
 from ._settings import check_port
 
@@ -254,7 +257,9 @@ class LoopbackServer:
         self._federation = federation
         self._lock = threading.Lock()
         self._callback: Optional[Callback] = None
-        self._arrived = threading.Event()
+        # Held until the decisive callback has arrived; see wait() for why not an Event.
+        self._arrived = threading.Lock()
+        self._arrived.acquire()
         self._page: Optional[PageOutcome] = None
         self._page_ready = threading.Event()
         self._listener: Optional[socket.socket] = None
@@ -273,6 +278,7 @@ class LoopbackServer:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @defers_interrupts
     def start(self) -> str:
         """Bind and serve from a background thread; returns the redirect URI."""
         listener = _listen(self._port)
@@ -289,22 +295,29 @@ class LoopbackServer:
         self._connections = {}
         self.redirect_uri = redirect_uri_for(host, port)
         self._allowed_hosts = _hosts_for(port)
-        self._thread = threading.Thread(
-            target=self._serve, args=(listener, wake[0]), name=f"fedbearer-loopback-{port}"
+        thread = threading.Thread(
+            target=self._serve,
+            args=(listener, wake[0]),
+            name=f"fedbearer-loopback-{port}",
+            daemon=True,
         )
-        self._thread.daemon = True
         try:
-            self._thread.start()
+            thread.start()  # Ctrl-C is held (defers_interrupts): it started, or it never will
         except BaseException:
-            self._thread = None
             self._selector.close()
             self.close()
             raise
+        self._thread = thread
         log.debug("loopback server listening on %s", self.redirect_uri)
         return self.redirect_uri
 
+    @defers_interrupts
     def close(self) -> None:
-        """Stop serving, release the port and join the thread. Idempotent."""
+        """Stop serving, release the port and join the thread. Idempotent.
+
+        Ctrl-C is held until this returns (within about :data:`CLOSE_FLUSH` seconds): a
+        clean-up cut in half would leave the port open or the thread running.
+        """
         listener, self._listener = self._listener, None
         if listener is None:
             return
@@ -324,7 +337,7 @@ class LoopbackServer:
         try:
             if self._thread is not None:
                 self._thread.join()
-        finally:  # even when Ctrl-C interrupts the join: the port is released
+        finally:  # whatever happens, the port is released
             listener.close()
             wake, self._wake = self._wake, None
             if wake is not None:
@@ -356,15 +369,20 @@ class LoopbackServer:
             if self._callback is not None:
                 return False
             self._callback = callback
-        self._arrived.set()
+        self._arrived.release()
         return True
 
+    @interruptible
     def wait(self, deadline: Optional[float]) -> Callback:
         """Block until a decisive callback arrives; ``deadline`` is a ``time.monotonic()``.
 
-        Raises :class:`~fedbearer.LoginTimeoutError` when the deadline passes first.
+        Raises :class:`~fedbearer.LoginTimeoutError` when the deadline passes first. Ctrl-C
+        ends the wait at once with :class:`KeyboardInterrupt`.
         """
         while True:
+            callback = self._callback
+            if callback is not None:
+                return callback
             if deadline is None:
                 step = _POLL
             else:
@@ -378,9 +396,11 @@ class LoopbackServer:
                         "longer timeout"
                     )
                 step = min(_POLL, remaining)
-            if self._arrived.wait(step):
-                assert self._callback is not None
-                return self._callback
+            # A bare lock, not an Event: Ctrl-C interrupts Lock.acquire all or nothing, while
+            # inside Event.wait it can leave the event's lock held (the serving thread's set()
+            # then blocks for ever, and close() with it) or raise "release unlocked lock".
+            if self._arrived.acquire(timeout=step):
+                self._arrived.release()
 
     def finish(self, outcome: PageOutcome) -> None:
         """Tell the decisive callback's connection which page to show; first call wins."""

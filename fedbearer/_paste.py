@@ -30,6 +30,7 @@ import threading
 from typing import Callable, Optional, Protocol
 from urllib.parse import urlsplit
 
+from ._interrupts import defers_interrupts
 from ._protocol import Callback, CallbackKind, parse_callback
 
 log = logging.getLogger("fedbearer.paste")
@@ -148,19 +149,23 @@ class PasteReader:
         running = self._thread is not None and self._thread.is_alive()
         return f"<PasteReader fd={self._fd} running={running}>"
 
+    @defers_interrupts
     def start(self) -> None:
+        """Start reading. Ctrl-C cannot cut this in half: the reader runs, or it never will."""
         if self._thread is not None:
             return
         self._wake = os.pipe()
-        self._thread = threading.Thread(target=self._run, name="fedbearer-paste", daemon=True)
+        thread = threading.Thread(target=self._run, name="fedbearer-paste", daemon=True)
         try:
-            self._thread.start()
+            thread.start()
         except BaseException:
             self._close_wake()
             raise
+        self._thread = thread
 
+    @defers_interrupts
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop reading and join the thread (bounded by ``timeout``)."""
+        """Stop reading and join the thread (bounded by ``timeout``); Ctrl-C waits for it."""
         self._stop.set()
         wake = self._wake
         if wake is not None:

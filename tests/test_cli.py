@@ -767,6 +767,69 @@ def test_ctrl_c_while_waiting_exits_130_without_a_traceback(local_federation):
     assert "interrupted" in err and "Traceback" not in err
 
 
+# Imports first, then says so: a SIGINT during interpreter start-up is Python's, not ours.
+_MAIN_WHEN_READY = (
+    "import sys\n"
+    "from fedbearer._cli import main\n"
+    "sys.stderr.write('ready\\n')\n"
+    "sys.stderr.flush()\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("delay", [0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2])
+def test_ctrl_c_at_any_moment_of_login_exits_130_without_a_traceback(
+    local_federation, tmp_path, delay
+):
+    """SIGINT at spread-out moments of ``fedbearer login``, from parsing the command line to
+    waiting for the browser (with one launched): always "interrupted" and 130. The delays
+    are not a schedule, only a spread: whenever the signal lands, the outcome is the same."""
+    env = {**os.environ, "HOME": str(tmp_path), "BROWSER": "true"}  # launched, returns
+    process = subprocess.Popen(
+        [sys.executable, "-c", _MAIN_WHEN_READY, "login", *flags(local_federation)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        assert process.stderr.readline() == "ready\n"
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == EXIT_INTERRUPTED, err
+    # Before the command line is parsed, the message cannot name the command yet.
+    assert re.fullmatch(r"fedbearer( login)?: interrupted", err.rstrip().splitlines()[-1]), err
+    for sign in ("Traceback", "unexpected", "Exception"):
+        assert sign not in err
+    assert out == ""
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_is_still_an_interrupt(
+    local_federation, monkeypatch, capsys
+):
+    """What issue #14 saw: clean-up code that fails during a KeyboardInterrupt (threading
+    raised "RuntimeError: release unlocked lock") must not turn Ctrl-C into a failure."""
+
+    def get_token(self):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("release unlocked lock")  # noqa: B904 - as threading does
+
+    monkeypatch.setattr(FederationAuth, "get_token", get_token)
+    assert main(["login", *flags(local_federation)]) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("fedbearer login: interrupted") and "unexpected" not in err
+
+
 def test_token_expiry_text_uses_utc_and_relative_time(local_federation, default_cache, capsys):
     expiration = datetime.fromtimestamp(_clock.now(), tz=timezone.utc) + timedelta(hours=2)
     default_cache.put(key_of(local_federation), Token("seeded", expiration))

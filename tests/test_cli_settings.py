@@ -273,9 +273,7 @@ def test_the_profiles_file_is_replaced_whole(profiles_file):
 # ---------------------------------------------------------------------- token sources (#15)
 
 
-def test_token_prints_the_environment_token_and_status_names_its_source(
-    cache, monkeypatch, capsys
-):
+def test_token_prints_the_environment_token_and_status_names_its_source(cache, monkeypatch, capsys):
     monkeypatch.setenv("FEDBEARER_TOKEN", "from-the-environment")
     flags = ["--client-id", "c", "--federation-endpoint", "auth.example", "--federation-id", "f"]
     code, out, err = run(capsys, "token", *flags, "--non-interactive")

@@ -6,7 +6,11 @@ from __future__ import annotations
 import _thread
 import io
 import logging
+import os
+import re
+import signal
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -384,6 +388,110 @@ def test_ctrl_c_ends_the_login_and_releases_the_port(federation):
     with pytest.raises(KeyboardInterrupt):
         bearer_for(federation, opener=interrupt, timeout=30).receiver().fetch()
     assert_released(urlsplit(query_of(opened[0])["redirect_uri"]).port)
+
+
+_PACKAGE = os.path.dirname(fedbearer.__file__) + os.sep
+_TEST_KIT = os.path.join(_PACKAGE, "testing") + os.sep
+
+
+def _login_line(frame) -> bool:
+    """A line the login itself runs: fedbearer's code, or threading called from it."""
+
+    def ours(code) -> bool:
+        name = code.co_filename
+        return name.startswith(_PACKAGE) and not name.startswith(_TEST_KIT)
+
+    if ours(frame.f_code):
+        return True
+    while frame is not None and frame.f_code.co_filename == threading.__file__:
+        frame = frame.f_back
+    return frame is not None and ours(frame.f_code)
+
+
+def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str, str]:
+    """Run a login, sending SIGINT at the k-th line it runs: ``(where, outcome, shown)``.
+
+    ``where`` is ``""`` when the login ended before its k-th line. The signal goes through
+    ``signal.raise_signal``, so it meets the handler installed at that moment, as Ctrl-C would.
+    """
+    seen, where = 0, ""
+
+    def trace(frame, event, arg):  # called as each function starts: trace its lines?
+        return count if _login_line(frame) else None
+
+    def count(frame, event, arg):
+        nonlocal seen, where
+        if event == "line" and not where:
+            seen += 1
+            if seen == k:
+                where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+                signal.raise_signal(signal.SIGINT)
+        return count
+
+    out = io.StringIO()
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        fedbearer.authorize(
+            federation.client_id,
+            federation.endpoint,
+            federation.federation_id,
+            opener=ProgrammaticBrowser(),
+            writer=out,
+            timeout=10,
+        )
+        outcome = "no interrupt"
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+    except Exception as exc:
+        outcome = repr(exc)
+    finally:
+        sys.settrace(previous)
+    return where, outcome, out.getvalue()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_at_every_line_of_a_login_ends_it_cleanly(federation):
+    """SIGINT at the k-th line a login runs, for every k, one login each: each ends in
+    KeyboardInterrupt with the port released, no server thread left and the SIGINT handler
+    as it was; never a RuntimeError, a hang, a thread's traceback or a lost Ctrl-C.
+
+    The lines are fedbearer's own and those of :mod:`threading` it calls (Thread.start and
+    Event.wait are where a KeyboardInterrupt used to leave a half-started thread or come out
+    as "RuntimeError: release unlocked lock"). The sweep ends with the first k the login
+    does not reach.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    thread_errors = []
+    previous_hook, threading.excepthook = threading.excepthook, thread_errors.append
+    failures, k = [], 0
+    try:
+        while True:
+            k += 1
+            where, outcome, shown = _login_interrupted_at(federation, k)
+            if not where:
+                assert outcome == "no interrupt"
+                break
+            port = re.search(r"redirect_uri=http%3A%2F%2F127\.0\.0\.1%3A(\d+)", shown)
+            try:
+                assert outcome == "interrupted", outcome
+                assert signal.getsignal(signal.SIGINT) is handler, "SIGINT handler not restored"
+                if port:
+                    assert_released(int(port[1]))
+                else:
+                    assert login_threads() == []
+            except AssertionError as failure:
+                failures.append(f"line {k} ({where}): {failure}")
+                signal.signal(signal.SIGINT, handler)
+                for thread in login_threads():  # do not blame the next lines for this one
+                    if thread.is_alive():
+                        thread.join(5)
+    finally:
+        threading.excepthook = previous_hook
+        signal.signal(signal.SIGINT, handler)
+    assert k > 300, "the trace did not see the login"  # about 900 lines today
+    assert failures == [], "\n".join(failures)
+    assert [args.exc_value for args in thread_errors] == []
 
 
 def redirect_location(url: str) -> str:

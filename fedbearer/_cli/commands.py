@@ -20,6 +20,7 @@ from .._auth import FederationAuth
 from .._cache import TokenCache
 from .._env_token import environment_token
 from .._exceptions import ConfigurationError, FedbearerError, InteractionRequiredError
+from .._interrupts import caused_by_interrupt
 from .._keyring import KeyringTokenCache
 from .._profiles import load_profiles
 from .._token import Token
@@ -333,40 +334,44 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``fedbearer`` command with ``argv`` (default ``sys.argv[1:]``); the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except UsageError as exc:
-        report(exc.prog, f"{exc}; see '{exc.prog} --help'")
-        return EXIT_USAGE
-    except SystemExit as exc:  # --help and --version print, then exit 0
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    prog = f"fedbearer {args.command}"
+    prog = "fedbearer"
+    try:  # Ctrl-C is "interrupted" wherever it lands, parsing included
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except UsageError as exc:
+            report(exc.prog, f"{exc}; see '{exc.prog} --help'")
+            return EXIT_USAGE
+        except SystemExit as exc:  # --help and --version print, then exit 0
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        prog = f"fedbearer {args.command}"
+        return _run_command(prog, args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{prog}: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+def _run_command(prog: str, args: argparse.Namespace) -> int:
+    """Run the command; errors become one line on stderr and an exit status."""
     try:
         with debug_logging(args.debug), warnings.catch_warnings():
             warnings.showwarning = show_warning
             return _COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"\n{prog}: interrupted\n")
-        return EXIT_INTERRUPTED
-    except InteractionRequiredError as exc:
-        if args.debug:
-            traceback.print_exc()
-        report(prog, interaction_required(args, exc))
-        return EXIT_INTERACTION_REQUIRED
-    except FedbearerError as exc:
-        if args.debug:
-            traceback.print_exc()
-        report(prog, str(exc) + hint(exc, prog))
-        if isinstance(exc, ConfigurationError):
-            return EXIT_USAGE
-        return EXIT_FAILURE
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
+        if caused_by_interrupt(exc):
+            # Raised by some clean-up while Ctrl-C unwound the stack: still an interrupt.
+            raise KeyboardInterrupt from exc
+        if isinstance(exc, InteractionRequiredError):
+            report(prog, interaction_required(args, exc))
+            return EXIT_INTERACTION_REQUIRED
+        if isinstance(exc, FedbearerError):
+            report(prog, str(exc) + hint(exc, prog))
+            return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILURE
         # The type only: a foreign exception's text is not known to be free of secrets.
         report(
             prog,

@@ -22,11 +22,10 @@ from .._exceptions import (
     InteractionRequiredError,
     LoginTimeoutError,
 )
+from .._interrupts import defers_interrupts
 from .._login_command import login_command
 from .._token import Token, jwt_claims
 from .options import identity_from
-
-log = logging.getLogger("fedbearer.cli")
 
 
 def duration(seconds: float) -> str:
@@ -122,12 +121,17 @@ class Progress:
             if self._started_at is None and not self._stop.is_set():
                 if callable(self._live):
                     self._live = self._live()
-                self._started_at = time.monotonic()
-                self._thread = threading.Thread(
-                    target=self._run, name="fedbearer-progress", daemon=True
-                )
-                self._thread.start()
+                self._start_ticker()
         return len(text)
+
+    @defers_interrupts
+    def _start_ticker(self) -> None:
+        # Held back from Ctrl-C: Thread.start() cut in half leaves a thread that runs but
+        # cannot be joined, or raises RuntimeError (see fedbearer._interrupts).
+        self._started_at = time.monotonic()
+        thread = threading.Thread(target=self._run, name="fedbearer-progress", daemon=True)
+        thread.start()
+        self._thread = thread
 
     def flush(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -140,12 +144,9 @@ class Progress:
         self._stop.set()
         thread = self._thread
         if thread is not None:
-            try:
-                thread.join()
-            except RuntimeError:
-                # Ctrl-C interrupted start() before the thread reported running; when it
-                # runs, it finds the stop flag set and ends without drawing.
-                log.debug("progress thread was never started")
+            # Not held back from Ctrl-C: the ticker may be stuck writing to a stream that
+            # nobody reads, and Ctrl-C must still end the command.
+            thread.join()
         with self._lock:
             self._clear()
 
