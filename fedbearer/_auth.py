@@ -106,6 +106,14 @@ def _origin_prefixes(origins: frozenset[str]) -> tuple[str, ...]:
     return tuple(prefixes)
 
 
+@functools.lru_cache(maxsize=64)
+def _is_loopback_http(origin: str) -> bool:
+    """Whether ``scheme://host:port`` is plain HTTP to this machine (cached: a request to a
+    loopback API asks this every time)."""
+    scheme, _, netloc = origin.partition("://")
+    return scheme == "http" and is_loopback_host(netloc.rpartition(":")[0])
+
+
 def _parse_hosts(hosts: Optional[Iterable[str]]) -> Optional[frozenset[str]]:
     if hosts is None:
         return None
@@ -419,8 +427,7 @@ class FederationAuth(AuthBase):
         network, so it must be named in ``hosts`` (RFC 6750 §5.3: TLS is mandatory).
         """
         origin = _origin_of(url)
-        scheme, _, netloc = origin.partition("://")
-        if scheme == "http" and is_loopback_host(netloc.rpartition(":")[0]):
+        if _is_loopback_http(origin):
             return True
         if origin not in self._refused_origins:
             self._refused_origins.add(origin)
