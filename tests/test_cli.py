@@ -769,11 +769,17 @@ def test_ctrl_c_while_waiting_exits_130_without_a_traceback(local_federation):
 
 # Imports first, then says so: a SIGINT during interpreter start-up is Python's, not ours.
 _MAIN_WHEN_READY = (
+    # "ready" is written from inside main() (its first step builds the parser), so even a
+    # signal sent at once lands in fedbearer's code, never in this script before main().
     "import sys\n"
-    "from fedbearer._cli import main\n"
-    "sys.stderr.write('ready\\n')\n"
-    "sys.stderr.flush()\n"
-    "sys.exit(main(sys.argv[1:]))\n"
+    "from fedbearer._cli import commands\n"
+    "build_parser = commands.build_parser\n"
+    "def ready_then_build():\n"
+    "    sys.stderr.write('ready\\n')\n"
+    "    sys.stderr.flush()\n"
+    "    return build_parser()\n"
+    "commands.build_parser = ready_then_build\n"
+    "sys.exit(commands.main(sys.argv[1:]))\n"
 )
 
 
