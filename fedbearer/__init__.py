@@ -20,6 +20,7 @@ from ._cache import (
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,
+    DiscoveryError,
     FedbearerError,
     InteractionRequiredError,
     InvalidClientError,
@@ -27,6 +28,7 @@ from ._exceptions import (
     InvalidTokenResponseError,
     LoginError,
     LoginTimeoutError,
+    RevocationError,
     TokenDataError,
     TokenEndpointError,
 )
@@ -45,6 +47,7 @@ __all__ = [
     "AuthorizationError",
     "Bearer",
     "ConfigurationError",
+    "DiscoveryError",
     "FedbearerError",
     "FederationAuth",
     "FileTokenCache",
@@ -60,6 +63,7 @@ __all__ = [
     "NebiusProfile",
     "NoTokenCache",
     "Receiver",
+    "RevocationError",
     "Token",
     "TokenCache",
     "TokenCacheWarning",
