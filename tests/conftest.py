@@ -85,7 +85,8 @@ def import_or_fail(name: str, hint: str = "run `pip install -e '.[test]'`") -> M
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
-    """No test reads or writes the real ~/.nebius, or sees the developer's SSH/BROWSER."""
+    """No test reads or writes the real ~/.nebius or ~/.cache/fedbearer, or sees the
+    developer's SSH/BROWSER."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     for name in _ENV_TO_CLEAR:
