@@ -35,6 +35,7 @@ from ._exceptions import (
 from ._keyring import KeyringTokenCache
 from ._login import authorize
 from ._nebius_config import NebiusProfile, load_nebius_profile
+from ._revocation import LogoutResult
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings
 from ._token import DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_LIFETIME, Token
 from ._version import __version__
@@ -59,6 +60,7 @@ __all__ = [
     "LoginError",
     "LoginSettings",
     "LoginTimeoutError",
+    "LogoutResult",
     "MemoryTokenCache",
     "NebiusProfile",
     "NoTokenCache",

@@ -32,6 +32,7 @@ from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
 from ._nebius_config import load_nebius_profile
 from ._profiles import load_profiles
 from ._protocol import is_loopback_host
+from ._revocation import LogoutResult, revoke_all
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
@@ -591,6 +592,37 @@ class FederationAuth(AuthBase):
         return first
 
     # ------------------------------------------------------------------ renewal
+
+    def logout(self) -> LogoutResult:
+        """Revoke this identity's tokens at the provider, then forget them here and in the cache.
+
+        When the provider has a revocation endpoint (RFC 7009), the refresh token is revoked
+        first (§2.1: that SHOULD end the access tokens of its grant too), then the access
+        token; both the token this object holds and the cache's, when they differ. Then the
+        cache entry and the token in memory are removed, so the next request logs in again.
+        A provider without a revocation endpoint (a Nebius federation, Entra ID) is not
+        contacted: the result says so, and the tokens stay valid there until they expire.
+
+        The local copies are removed even when revocation fails; the failure
+        (:class:`~fedbearer.RevocationError`, :class:`~fedbearer.DiscoveryError`,
+        :class:`~fedbearer.TokenEndpointError` when unreachable,
+        :class:`~fedbearer.LoginTimeoutError`) is raised afterwards, since the tokens may
+        then still work until they expire. Holds the renewal lock and the cache's login
+        lock meanwhile, so no renewal here or in another process puts a token back halfway.
+        """
+        key = self.bearer.name
+        settings = self.bearer.settings
+        with self._lock, self.cache.login_lock(key, settings.timeout):
+            held = [token for token in (self.cache.get(key), self._current[0]) if token is not None]
+            try:
+                result = revoke_all(settings, held)
+            finally:
+                self.cache.remove(key)
+                self._current = _EMPTY
+                self._distrusted = ""
+                self._failures = 0
+                self._last_error = None
+        return result
 
     def get_token(self) -> Token:
         """A valid token, logging in (or refreshing, or reading the cache) when needed."""
