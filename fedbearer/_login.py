@@ -362,14 +362,23 @@ def exchange_code(
     verifier: str,
     deadline: Optional[float],
     verify: Verify = True,
+    client_secret: Optional[str] = None,
 ) -> Token:
     """Exchange an authorization code for a token (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
     body = authorization_code_body(
-        code=code, redirect_uri=redirect_uri, client_id=client_id, verifier=verifier
+        code=code,
+        redirect_uri=redirect_uri,
+        client_id=client_id,
+        verifier=verifier,
+        client_secret=client_secret,
     )
     log.debug("exchanging the authorization code at %s", federation.token_url)
     return post_token_request(
-        federation.token_url, body, deadline=deadline, verify=verify, secrets_=(code, verifier)
+        federation.token_url,
+        body,
+        deadline=deadline,
+        verify=verify,
+        secrets_=(code, verifier, client_secret or ""),
     )
 
 
@@ -389,14 +398,18 @@ def refresh(
         raise ConfigurationError("this token has no refresh token; log in instead")
     deadline = None if timeout is None else time.monotonic() + timeout
     token_url = endpoints(settings, deadline=deadline).token_url
-    body = refresh_token_body(refresh_token=token.refresh_token, client_id=settings.client_id)
+    body = refresh_token_body(
+        refresh_token=token.refresh_token,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+    )
     log.debug("refreshing the access token at %s", token_url)
     new = post_token_request(
         token_url,
         body,
         deadline=deadline,
         verify=settings.verify,
-        secrets_=(token.refresh_token, token.token),
+        secrets_=(token.refresh_token, token.token, settings.client_secret or ""),
     )
     if new.refresh_token is None:
         new = Token(
@@ -698,6 +711,7 @@ def login(settings: LoginSettings) -> Token:
                 verifier=verifier,
                 deadline=deadline,
                 verify=settings.verify,
+                client_secret=settings.client_secret,
             )
         except FedbearerError:
             server.finish(

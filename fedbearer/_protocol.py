@@ -574,8 +574,17 @@ def authorize_answer_problem(
 # ----------------------------------------------------------------------- token request
 
 
-def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, verifier: str) -> str:
-    """Form body of the code exchange (RFC 6749 §4.1.3, RFC 7636 §4.5). Public client."""
+def authorization_code_body(
+    *,
+    code: str,
+    redirect_uri: str,
+    client_id: str,
+    verifier: str,
+    client_secret: Optional[str] = None,
+) -> str:
+    """Form body of the code exchange (RFC 6749 §4.1.3, RFC 7636 §4.5). Public client; a
+    ``client_secret`` only for a provider that gives native apps one it does not treat as
+    confidential and still asks for (Google), sent in the body (RFC 6749 §2.3.1)."""
     from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
     body = prepare_token_request(
@@ -584,16 +593,24 @@ def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, ver
         redirect_uri=redirect_uri,
         client_id=client_id,
         code_verifier=verifier,
+        client_secret=client_secret,
     )
     assert isinstance(body, str)
     return body
 
 
-def refresh_token_body(*, refresh_token: str, client_id: str) -> str:
+def refresh_token_body(
+    *, refresh_token: str, client_id: str, client_secret: Optional[str] = None
+) -> str:
     """Form body of a refresh (RFC 6749 §6). No scope: the original scope is kept."""
     from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
-    body = prepare_token_request("refresh_token", refresh_token=refresh_token, client_id=client_id)
+    body = prepare_token_request(
+        "refresh_token",
+        refresh_token=refresh_token,
+        client_id=client_id,
+        client_secret=client_secret,
+    )
     assert isinstance(body, str)
     return body
 
@@ -697,12 +714,15 @@ def _error_fields(
 REVOCATION_ORDER = ("refresh_token", "access_token")
 
 
-def revocation_body(*, token: str, token_type_hint: str, client_id: str) -> str:
+def revocation_body(
+    *, token: str, token_type_hint: str, client_id: str, client_secret: Optional[str] = None
+) -> str:
     """Form body of a revocation request (RFC 7009 §2.1), identifying a public client by
-    ``client_id`` (RFC 6749 §3.2.1)."""
-    return urlencode(
-        [("token", token), ("token_type_hint", token_type_hint), ("client_id", client_id)]
-    )
+    ``client_id`` (RFC 6749 §3.2.1), with the ``client_secret`` when there is one."""
+    pairs = [("token", token), ("token_type_hint", token_type_hint), ("client_id", client_id)]
+    if client_secret is not None:
+        pairs.append(("client_secret", client_secret))
+    return urlencode(pairs)
 
 
 def parse_revocation_response(

@@ -63,6 +63,7 @@ def revoke_token(
     token_type_hint: str,
     client_id: str,
     verify: Verify,
+    client_secret: Optional[str] = None,
     timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT,
 ) -> bool:
     """Revoke ``token`` at the provider's revocation endpoint (RFC 7009 §2.1).
@@ -74,7 +75,12 @@ def revoke_token(
     """
     assert federation.revocation_url is not None
     deadline = None if timeout is None else time.monotonic() + timeout
-    body = revocation_body(token=token, token_type_hint=token_type_hint, client_id=client_id)
+    body = revocation_body(
+        token=token,
+        token_type_hint=token_type_hint,
+        client_id=client_id,
+        client_secret=client_secret,
+    )
     log.debug("revoking the %s at %s", token_type_hint, federation.revocation_url)
     status, raw = _call(
         federation.revocation_url,
@@ -85,7 +91,7 @@ def revoke_token(
         error=RevocationError,
     )
     return parse_revocation_response(
-        status, raw, token_type_hint=token_type_hint, secrets_=(token,)
+        status, raw, token_type_hint=token_type_hint, secrets_=(token, client_secret or "")
     )
 
 
@@ -122,6 +128,7 @@ def revoke_all(settings: LoginSettings, tokens: Sequence[Token]) -> LogoutResult
                 token_type_hint=kind,
                 client_id=settings.client_id,
                 verify=settings.verify,
+                client_secret=settings.client_secret,
             )
             (revoked if done else refused).append(kind)
     return LogoutResult(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Literal, Optional, Union
@@ -47,6 +48,7 @@ Verify = Union[bool, str]
 ProviderKind = Literal["federation", "endpoints", "discovery"]
 
 _FALSE = frozenset({"0", "false", "no", "off"})
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,1024}")
 _TRUE = frozenset({"1", "true", "yes", "on", ""})
 
 #: ``interactive_source`` of settings made non-interactive by fedbearer's pytest plugin.
@@ -154,7 +156,14 @@ class LoginSettings:
     Built once (by :class:`~fedbearer.FederationAuth`, :class:`~fedbearer.Bearer` or
     :func:`~fedbearer.authorize`) and validated as it is built; a bad value raises
     :class:`~fedbearer.ConfigurationError` naming the setting. The fields are those of
-    :class:`~fedbearer.Bearer`; these are derived:
+    :class:`~fedbearer.Bearer`, and for an OpenID provider other than a Nebius federation
+    (:meth:`FederationAuth.from_issuer <fedbearer.FederationAuth.from_issuer>`,
+    :meth:`~fedbearer.FederationAuth.from_endpoints`): ``issuer``, or
+    ``authorization_endpoint`` and ``token_endpoint`` (and ``revocation_endpoint``);
+    ``scopes`` (normalised to a tuple, each once) and ``params`` (extra authorization
+    request parameters, normalised to ``(name, value)`` pairs); ``client_secret`` (only for a
+    provider that gives native apps a secret it does not treat as confidential and still
+    asks for, as Google does; never shown in ``repr``). These are derived:
 
     ``kind``
         Where the endpoints come from (:data:`ProviderKind`): ``federation`` (a Nebius
@@ -196,6 +205,7 @@ class LoginSettings:
     authorization_endpoint: Optional[str] = None
     token_endpoint: Optional[str] = None
     revocation_endpoint: Optional[str] = None
+    client_secret: Optional[str] = field(default=None, repr=False)
     kind: ProviderKind = field(init=False, repr=False, compare=False)
     federation: Optional[Federation] = field(init=False, repr=False, compare=False)
     cache_key: str = field(init=False, repr=False, compare=False)
@@ -214,6 +224,11 @@ class LoginSettings:
             raise ConfigurationError("profile is empty; pass a profile name such as 'default'")
         if not isinstance(self.federation_id, str):
             raise ConfigurationError("federation_id must be a string (empty to omit it)")
+        if self.client_secret is not None and (
+            not isinstance(self.client_secret, str)
+            or not _VISIBLE_ASCII.fullmatch(self.client_secret)
+        ):
+            raise ConfigurationError("client_secret must be a string of visible ASCII characters")
         put("scopes", scope_tokens(self.scopes))
         put("params", authorization_params(self.params))
         if (
@@ -242,11 +257,11 @@ class LoginSettings:
 
     def _nebius_federation(self, put: Callable[[str, object], None]) -> None:
         """A Nebius federation: the reference's request, byte for byte, and its cache key."""
-        if self.scopes != ("openid",) or self.params:
+        if self.scopes != ("openid",) or self.params or self.client_secret is not None:
             raise ConfigurationError(
-                "scopes and params are for other OpenID providers: a Nebius federation is "
-                "asked for scope openid and its federation-id only. For another provider use "
-                "FederationAuth.from_issuer or FederationAuth.from_endpoints"
+                "scopes, params and client_secret are for other OpenID providers: a Nebius "
+                "federation is asked for scope openid and its federation-id only. For another "
+                "provider use FederationAuth.from_issuer or FederationAuth.from_endpoints"
             )
         put("kind", "federation")
         put(

@@ -1289,3 +1289,21 @@ def test_revocation_faults_answer_the_next_revocation_only(
     assert fed.is_valid(body["access_token"])
     assert revoke(session, fed, body["access_token"]).status_code == 200
     assert not fed.is_valid(body["access_token"])
+
+
+def test_a_configured_client_secret_is_required_and_an_unexpected_one_refused(
+    make_fed: Callable[..., LocalFederation], session: requests.Session
+) -> None:
+    fed = make_fed(client_secret="s3cret")
+    assert exchange(session, fed, get_code(fed)).json()["error"] == "invalid_client"
+    wrong = exchange(session, fed, get_code(fed), client_secret="other")
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+    body = exchange(session, fed, get_code(fed), client_secret="s3cret").json()
+    assert revoke(session, fed, body["refresh_token"]).status_code == 401
+    assert revoke(session, fed, body["refresh_token"], client_secret="s3cret").status_code == 200
+    assert fed.discovery_document()["token_endpoint_auth_methods_supported"] == [
+        "client_secret_post"
+    ]
+    public = make_fed()
+    extra = exchange(session, public, get_code(public), client_secret="s3cret")
+    assert extra.json()["error"] == "invalid_client"

@@ -577,3 +577,23 @@ def test_revocation_error_scrubs_the_token_the_server_echoes():
         )
     assert "SECRETTOKEN" not in str(info.value)
     assert "SECRETTOKEN" not in (info.value.error_description or "")
+
+
+def test_a_client_secret_goes_into_token_and_revocation_bodies_only_when_given():
+    plain = authorization_code_body(code="c", redirect_uri="r", client_id="i", verifier="v")
+    assert "client_secret" not in plain
+    with_secret = authorization_code_body(
+        code="c", redirect_uri="r", client_id="i", verifier="v", client_secret="s3"
+    )
+    assert dict(parse_qsl(with_secret))["client_secret"] == "s3"
+    assert (
+        dict(parse_qsl(refresh_token_body(refresh_token="x", client_id="i", client_secret="s3")))[
+            "client_secret"
+        ]
+        == "s3"
+    )
+    assert "client_secret" not in refresh_token_body(refresh_token="x", client_id="i")
+    body = revocation_body(
+        token="t", token_type_hint="access_token", client_id="i", client_secret="s3"
+    )
+    assert parse_qsl(body)[-1] == ("client_secret", "s3")

@@ -19,6 +19,7 @@ from fedbearer import (
     FederationAuth,
     FileTokenCache,
     InteractionRequiredError,
+    InvalidClientError,
     LoginError,
     LoginSettings,
     MemoryTokenCache,
@@ -418,3 +419,39 @@ def test_repr_names_the_provider_and_scopes_but_no_token(make_fed):
     text = repr(auth) + repr(auth.bearer)
     assert fed.issuer in text and "('openid', 'profile')" in text
     assert token.token not in text
+
+
+# ------------------------------------------------------------------------------ secrets
+
+
+def test_a_google_style_installed_app_secret_is_sent_to_the_token_and_revocation_endpoints(
+    make_fed,
+):
+    fed = make_fed(layout="google", client_secret="GOCSPX-not-confidential")
+    auth = from_issuer(fed, client_secret="GOCSPX-not-confidential", refresh_margin=0)
+    token = auth.get_token()
+    fed.revoke_access_tokens()
+    with ProtectedAPI(fed.is_valid) as api:
+        assert session_with(auth).get(api.url + "/x").status_code == 200  # a refresh
+    assert fed.refreshes == 1
+    assert auth.logout().revoked == ("refresh_token", "access_token")
+    assert all(p["client_secret"] == "GOCSPX-not-confidential" for p in fed.revocation_params)
+    assert not fed.is_valid(token.token)
+    assert "GOCSPX" not in repr(auth) + repr(auth.bearer) + repr(auth.bearer.settings)
+
+
+def test_without_the_secret_such_a_provider_refuses_the_exchange(make_fed):
+    fed = make_fed(layout="google", client_secret="GOCSPX-not-confidential")
+    with pytest.raises(InvalidClientError):
+        from_issuer(fed).get_token()
+
+
+@pytest.mark.parametrize("secret", ["", "with space", "tab\t", "é"])
+def test_a_client_secret_must_be_visible_ascii(secret):
+    with pytest.raises(ConfigurationError, match="client_secret"):
+        FederationAuth.from_issuer("https://i.example", "c", client_secret=secret)
+
+
+def test_a_nebius_federation_takes_no_client_secret():
+    with pytest.raises(ConfigurationError, match="client_secret"):
+        LoginSettings("c", "auth.example.com", "f", client_secret="s")

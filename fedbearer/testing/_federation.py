@@ -380,6 +380,7 @@ class LocalFederation:
         discovery: Optional[DiscoveryLocation] = "openid-configuration",
         metadata: Optional[Mapping[str, Any]] = None,
         scopes_supported: Collection[str] = DEFAULT_SCOPES,
+        client_secret: Optional[str] = None,
     ) -> None:
         if token_lifetime is not None and token_lifetime < 0:
             raise ValueError("token_lifetime must be >= 0 or None")
@@ -405,6 +406,9 @@ class LocalFederation:
         #: Fields added to (or, with the value ``None``, removed from) the discovery document.
         self.metadata = dict(metadata or {})
         self.scopes_supported = tuple(scopes_supported)
+        #: A secret the token and revocation endpoints require of the client, as Google
+        #: does of its "Desktop app" clients; ``None``: a public client, which sends none.
+        self.client_secret = client_secret
         self.client_id = client_id
         self.federation_id = federation_id
         self.auto_approve = auto_approve
@@ -635,12 +639,16 @@ class LocalFederation:
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": list(self.scopes_supported),
-            "token_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_methods_supported": [
+                "none" if self.client_secret is None else "client_secret_post"
+            ],
             "authorization_response_iss_parameter_supported": self.send_iss,
         }
         if self.revocation_url is not None:
             document["revocation_endpoint"] = self.revocation_url
-            document["revocation_endpoint_auth_methods_supported"] = ["none"]
+            document["revocation_endpoint_auth_methods_supported"] = document[
+                "token_endpoint_auth_methods_supported"
+            ]
         for name, value in self.metadata.items():
             if value is None:
                 document.pop(name, None)
@@ -726,6 +734,15 @@ class LocalFederation:
         """Kinds of the faults still queued, in order."""
         with self._lock:
             return [f.kind for f in self._faults]
+
+    def _secret_matches(self, given: Optional[str]) -> bool:
+        """With a ``client_secret`` configured, the client must send exactly it (RFC 6749
+        §2.3.1, in the body); without one, it must send none."""
+        if self.client_secret is None:
+            return given is None
+        return given is not None and hmac.compare_digest(
+            given.encode("utf-8", "replace"), self.client_secret.encode("utf-8")
+        )
 
     def _routes(self) -> dict[str, str]:
         """Request path -> route name, for this layout."""
@@ -961,6 +978,8 @@ class LocalFederation:
             return _oauth_error("invalid_request", "client_id is required for a public client.")
         if client_id != self.client_id:
             return _oauth_error("invalid_client", "Unknown client.", status=401)
+        if not self._secret_matches(params.get("client_secret")):
+            return _oauth_error("invalid_client", "Client authentication failed.", status=401)
         with self._lock:
             if grant_type == "authorization_code":
                 result = self._exchange_code(params)
@@ -1114,6 +1133,8 @@ class LocalFederation:
             return _oauth_error("invalid_request", "client_id is required for a public client.")
         if client_id != self.client_id:
             return _oauth_error("invalid_client", "Unknown client.", status=401)
+        if not self._secret_matches(params.get("client_secret")):
+            return _oauth_error("invalid_client", "Client authentication failed.", status=401)
         token = params.get("token")
         if not token:
             return _oauth_error("invalid_request", "token is required.")
