@@ -271,12 +271,7 @@ def scope_tokens(scopes: object) -> tuple[str, ...]:
     if isinstance(scopes, str):
         items: list[object] = list(scopes.split())
     else:
-        try:
-            items = list(scopes)  # type: ignore[call-overload]
-        except TypeError:
-            raise ConfigurationError(
-                f"scopes must be a string or a sequence of strings, not {type(scopes).__name__}"
-            ) from None
+        items = _items(scopes, "scopes must be a string or a sequence of strings")
     for scope in items:
         if not isinstance(scope, str) or not _SCOPE_TOKEN.fullmatch(scope):
             raise ConfigurationError(
@@ -288,6 +283,15 @@ def scope_tokens(scopes: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))  # type: ignore[arg-type]
 
 
+def _items(value: object, expected: str) -> list[object]:
+    """``value`` as a list, or a :class:`~fedbearer.ConfigurationError` saying ``expected``."""
+    try:
+        items: list[object] = list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigurationError(f"{expected}, not {type(value).__name__}") from None
+    return items
+
+
 def authorization_params(params: object) -> tuple[tuple[str, str], ...]:
     """Extra authorization request parameters as ``(name, value)`` pairs, in order.
 
@@ -297,18 +301,10 @@ def authorization_params(params: object) -> tuple[tuple[str, str], ...]:
     """
     if params is None:
         return ()
-    pairs: list[object]
-    if isinstance(params, Mapping):
-        pairs = list(params.items())
-    elif isinstance(params, (str, bytes)):
-        raise ConfigurationError("params must be a mapping or (name, value) pairs, not a string")
-    else:
-        try:
-            pairs = list(params)  # type: ignore[call-overload]
-        except TypeError:
-            raise ConfigurationError(
-                f"params must be a mapping or (name, value) pairs, not {type(params).__name__}"
-            ) from None
+    expected = "params must be a mapping or (name, value) pairs"
+    if isinstance(params, (str, bytes)):
+        raise ConfigurationError(f"{expected}, not a string")
+    pairs = list(params.items()) if isinstance(params, Mapping) else _items(params, expected)
     result: list[tuple[str, str]] = []
     for pair in pairs:
         if not isinstance(pair, tuple) or len(pair) != 2:

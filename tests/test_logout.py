@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -20,6 +19,8 @@ from fedbearer import (
 )
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
+from .conftest import from_issuer, nebius_auth
+
 pytestmark = pytest.mark.timeout(60)
 
 REVOKING = sorted(n for n, layout in LocalFederation.LAYOUTS.items() if layout.revocation_path)
@@ -28,32 +29,11 @@ NOT_REVOKING = sorted(
 )
 
 
-@pytest.fixture
-def make_fed():
-    started: list[LocalFederation] = []
-
-    def make(**options: Any) -> LocalFederation:
-        options.setdefault("federation_id", None)
-        fed = LocalFederation(**options).start()
-        started.append(fed)
-        return fed
-
-    yield make
-    for fed in started:
-        fed.close()
-
-
-def from_issuer(fed: LocalFederation, **kwargs: Any) -> FederationAuth:
-    kwargs.setdefault("opener", ProgrammaticBrowser())
-    kwargs.setdefault("writer", io.StringIO())
-    kwargs.setdefault("timeout", 10)
-    kwargs.setdefault("cache", MemoryTokenCache())
-    return FederationAuth.from_issuer(fed.issuer, fed.client_id, **kwargs)
-
-
 @pytest.mark.parametrize("layout", REVOKING)
-def test_logout_revokes_the_refresh_token_then_the_access_token_and_forgets_them(make_fed, layout):
-    fed = make_fed(layout=layout)
+def test_logout_revokes_the_refresh_token_then_the_access_token_and_forgets_them(
+    make_provider, layout
+):
+    fed = make_provider(layout=layout)
     cache = MemoryTokenCache()
     auth = from_issuer(fed, cache=cache)
     token = auth.get_token()
@@ -77,8 +57,8 @@ def test_logout_revokes_the_refresh_token_then_the_access_token_and_forgets_them
 
 
 @pytest.mark.parametrize("layout", NOT_REVOKING)
-def test_logout_says_plainly_when_the_provider_cannot_revoke(make_fed, layout):
-    fed = make_fed(layout=layout)
+def test_logout_says_plainly_when_the_provider_cannot_revoke(make_provider, layout):
+    fed = make_provider(layout=layout)
     cache = MemoryTokenCache()
     auth = from_issuer(fed, cache=cache)
     token = auth.get_token()
@@ -89,8 +69,8 @@ def test_logout_says_plainly_when_the_provider_cannot_revoke(make_fed, layout):
     assert cache.get(auth.bearer.name) is None and fed.revocation_requests == 0
 
 
-def test_explicit_revocation_endpoint_is_used(make_fed):
-    fed = make_fed(layout="keycloak", discovery=None)
+def test_explicit_revocation_endpoint_is_used(make_provider):
+    fed = make_provider(layout="keycloak", discovery=None)
     assert fed.revocation_url is not None
     auth = FederationAuth.from_endpoints(
         fed.client_id,
@@ -109,13 +89,7 @@ def test_explicit_revocation_endpoint_is_used(make_fed):
 
 @pytest.mark.fedbearer_real  # the default cache, or a login as a person runs it
 def test_a_nebius_federation_is_not_contacted_and_its_entry_removed(federation, isolated_env):
-    auth = FederationAuth(
-        federation.client_id,
-        federation.endpoint,
-        federation.federation_id or "",
-        opener=ProgrammaticBrowser(),
-        writer=io.StringIO(),
-    )
+    auth = nebius_auth(federation)
     token = auth.get_token()
     result = auth.logout()
     assert result.revocation_endpoint is None and result.forgotten
@@ -124,16 +98,16 @@ def test_a_nebius_federation_is_not_contacted_and_its_entry_removed(federation, 
     assert yaml.safe_load(path.read_text())["tokens"] == {}
 
 
-def test_logout_without_a_token_contacts_nobody(make_fed):
-    fed = make_fed(layout="okta")
+def test_logout_without_a_token_contacts_nobody(make_provider):
+    fed = make_provider(layout="okta")
     result = from_issuer(fed).logout()
     assert result == LogoutResult(forgotten=False, revocation_endpoint=None)
     assert fed.discovery_requests == 0 and fed.revocation_requests == 0
 
 
-def test_a_cached_token_newer_than_the_held_one_is_revoked_too(make_fed):
+def test_a_cached_token_newer_than_the_held_one_is_revoked_too(make_provider):
     # Another process renewed (and cached) while this one held its own token.
-    fed = make_fed(layout="google")
+    fed = make_provider(layout="google")
     cache = MemoryTokenCache()
     auth = from_issuer(fed, cache=cache)
     held = auth.get_token()
@@ -149,8 +123,8 @@ def test_a_cached_token_newer_than_the_held_one_is_revoked_too(make_fed):
     assert not fed.is_valid(held.token) and not fed.is_valid(newer.token)
 
 
-def test_a_token_type_the_provider_cannot_revoke_is_reported_not_raised(make_fed):
-    fed = make_fed(layout="okta")
+def test_a_token_type_the_provider_cannot_revoke_is_reported_not_raised(make_provider):
+    fed = make_provider(layout="okta")
     auth = from_issuer(fed)
     auth.get_token()
     fed.fail_next("unsupported_token_type")  # taken by the refresh token's revocation
@@ -158,8 +132,8 @@ def test_a_token_type_the_provider_cannot_revoke_is_reported_not_raised(make_fed
     assert result.revoked == ("access_token",) and result.not_revoked == ("refresh_token",)
 
 
-def test_a_failed_revocation_still_forgets_the_tokens_then_raises(make_fed, tmp_path):
-    fed = make_fed(layout="keycloak")
+def test_a_failed_revocation_still_forgets_the_tokens_then_raises(make_provider, tmp_path):
+    fed = make_provider(layout="keycloak")
     cache = FileTokenCache(tmp_path / "tokens.yaml")
     auth = from_issuer(fed, cache=cache)
     token = auth.get_token()
@@ -173,12 +147,12 @@ def test_a_failed_revocation_still_forgets_the_tokens_then_raises(make_fed, tmp_
     assert auth.get_token().token != token.token  # the next request logs in again
 
 
-def test_an_unreadable_document_still_forgets_the_tokens_then_raises(make_fed):
-    fed = make_fed(layout="keycloak")
+def test_an_unreadable_document_still_forgets_the_tokens_then_raises(make_provider):
+    fed = make_provider(layout="keycloak")
     cache = MemoryTokenCache()
     auth = from_issuer(fed, cache=cache)
     auth.get_token()
-    other = from_issuer(make_fed(layout="okta", metadata={"issuer": "http://x.example"}))
+    other = from_issuer(make_provider(layout="okta", metadata={"issuer": "http://x.example"}))
     other_cache = other.cache
     assert isinstance(other_cache, MemoryTokenCache)
     other_cache.put(other.bearer.name, auth.get_token())
@@ -187,8 +161,8 @@ def test_an_unreadable_document_still_forgets_the_tokens_then_raises(make_fed):
     assert other_cache.get(other.bearer.name) is None
 
 
-def test_logout_logs_no_token(make_fed, caplog):
-    fed = make_fed(layout="keycloak")
+def test_logout_logs_no_token(make_provider, caplog):
+    fed = make_provider(layout="keycloak")
     auth = from_issuer(fed)
     token = auth.get_token()
     with caplog.at_level(logging.DEBUG, logger="fedbearer"):

@@ -344,65 +344,54 @@ def test_error_body_is_never_quoted_in_the_message():
 # ------------------------------------------------------------------- other OpenID providers
 
 
+AUTHORIZE_ARGS = {
+    "client_id": "my-app",
+    "redirect_uri": "http://127.0.0.1:5555",
+    "state": "S" * 43,
+    "challenge": "C" * 43,
+}
+
+
 def test_nebius_authorize_url_is_byte_identical_with_explicit_default_scopes():
     fed = federation_for("https://auth.example.com/fed")
-    common = {
-        "client_id": "my-app",
-        "redirect_uri": "http://127.0.0.1:5555",
-        "state": "S" * 43,
-        "challenge": "C" * 43,
-        "federation_id": "fed-1",
-    }
-    assert build_authorize_url(fed, **common) == build_authorize_url(
-        fed, **common, scopes=("openid",), params=()
+    args = {**AUTHORIZE_ARGS, "federation_id": "fed-1"}
+    assert build_authorize_url(fed, **args) == build_authorize_url(
+        fed, **args, scopes=("openid",), params=()
     )
 
 
-def test_provider_authorize_url_puts_scopes_in_place_of_openid_and_params_last():
+def test_a_provider_request_is_the_nebius_one_with_its_scopes_and_params_appended():
+    nebius = build_authorize_url(
+        federation_for("https://kc.example.com"), **AUTHORIZE_ARGS, federation_id=""
+    )
     fed = provider_federation(
         authorization_endpoint="https://kc.example.com/realms/x/protocol/openid-connect/auth",
         token_endpoint="https://kc.example.com/realms/x/protocol/openid-connect/token",
     )
     url = build_authorize_url(
         fed,
-        client_id="cli",
-        redirect_uri="http://127.0.0.1:5555",
-        state="S" * 43,
-        challenge="C" * 43,
+        **AUTHORIZE_ARGS,
         federation_id="",
         scopes=("openid", "profile", "offline_access"),
         params=(("prompt", "consent"), ("federation-id", "f")),
     )
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == fed.authorize_url
+    scope = "openid profile offline_access"
     assert parse_qsl(parts.query) == [
-        ("response_type", "code"),
-        ("client_id", "cli"),
-        ("scope", "openid profile offline_access"),
-        ("state", "S" * 43),
-        ("redirect_uri", "http://127.0.0.1:5555"),
-        ("code_challenge", "C" * 43),
-        ("code_challenge_method", "S256"),
-        ("prompt", "consent"),
-        ("federation-id", "f"),
-    ]
+        (name, scope if name == "scope" else value)
+        for name, value in parse_qsl(urlsplit(nebius).query)
+    ] + [("prompt", "consent"), ("federation-id", "f")]
 
 
 def test_provider_authorize_url_keeps_the_query_the_endpoint_has():
-    # RFC 6749 §3.1: the endpoint's own query is retained (Entra's and Azure B2C's "p=...").
+    # RFC 6749 §3.1: the endpoint's own query is retained (Azure AD B2C's "p=<policy>").
     fed = provider_federation(
         authorization_endpoint="https://b2c.example.com/authorize?p=signin",
         token_endpoint="https://b2c.example.com/token?p=signin",
     )
-    url = build_authorize_url(
-        fed,
-        client_id="c",
-        redirect_uri="http://127.0.0.1:1",
-        state="s",
-        challenge="x",
-        federation_id="",
-    )
-    assert parse_qsl(urlsplit(url).query)[0] == ("p", "signin")
+    url = build_authorize_url(fed, **AUTHORIZE_ARGS, federation_id="")
+    assert parse_qsl(urlsplit(url).query)[:2] == [("p", "signin"), ("response_type", "code")]
     assert fed.endpoint == "https://b2c.example.com/authorize"
 
 

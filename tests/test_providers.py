@@ -22,51 +22,15 @@ from fedbearer import (
     InvalidClientError,
     LoginError,
     LoginSettings,
-    MemoryTokenCache,
-    _clock,
 )
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 from .api_server import ProtectedAPI
+from .conftest import from_issuer, nebius_auth, provider_options
 
 pytestmark = pytest.mark.timeout(60)
 
 LAYOUTS = sorted(LocalFederation.LAYOUTS)
-T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    now = [T0]
-    monkeypatch.setattr(_clock, "now", lambda: now[0])
-    return now
-
-
-@pytest.fixture
-def make_fed():
-    started: list[LocalFederation] = []
-
-    def make(**options: Any) -> LocalFederation:
-        options.setdefault("federation_id", None)  # another provider has no federation-id
-        fed = LocalFederation(**options).start()
-        started.append(fed)
-        return fed
-
-    yield make
-    for fed in started:
-        fed.close()
-
-
-def options(**kwargs: Any) -> dict[str, Any]:
-    kwargs.setdefault("opener", ProgrammaticBrowser())
-    kwargs.setdefault("writer", io.StringIO())
-    kwargs.setdefault("timeout", 10)
-    kwargs.setdefault("cache", MemoryTokenCache())
-    return kwargs
-
-
-def from_issuer(fed: LocalFederation, **kwargs: Any) -> FederationAuth:
-    return FederationAuth.from_issuer(fed.issuer, fed.client_id, **options(**kwargs))
 
 
 def from_endpoints(fed: LocalFederation, **kwargs: Any) -> FederationAuth:
@@ -74,7 +38,7 @@ def from_endpoints(fed: LocalFederation, **kwargs: Any) -> FederationAuth:
         fed.client_id,
         authorization_endpoint=fed.authorize_url,
         token_endpoint=fed.token_url,
-        **options(**kwargs),
+        **provider_options(**kwargs),
     )
 
 
@@ -94,8 +58,8 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------ discovery
 
 
-def test_construction_reads_no_document_and_opens_nothing(make_fed):
-    fed = make_fed(layout="keycloak")
+def test_construction_reads_no_document_and_opens_nothing(make_provider):
+    fed = make_provider(layout="keycloak")
     opened: list[str] = []
     FederationAuth.from_issuer(fed.issuer, fed.client_id, opener=opened.append)
     FederationAuth.from_issuer(f"http://127.0.0.1:{free_port()}/nobody", "c")
@@ -103,8 +67,8 @@ def test_construction_reads_no_document_and_opens_nothing(make_fed):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_the_first_request_logs_in_through_the_discovered_endpoints(make_fed, layout):
-    fed = make_fed(layout=layout)
+def test_the_first_request_logs_in_through_the_discovered_endpoints(make_provider, layout):
+    fed = make_provider(layout=layout)
     with ProtectedAPI(fed.is_valid) as api:
         session = session_with(from_issuer(fed, scopes=["openid", "email"]))
         assert session.get(api.url + "/things").status_code == 200
@@ -115,19 +79,18 @@ def test_the_first_request_logs_in_through_the_discovered_endpoints(make_fed, la
     assert fed.granted_scopes(fed.issued_tokens[-1]) == {"openid", "email"}
 
 
-def test_the_document_is_read_once_per_process_for_every_login_and_refresh(make_fed, clock):
-    fed = make_fed(layout="okta", token_lifetime=600)
-    first = from_issuer(fed, refresh_margin=0)
-    first.get_token()
+def test_the_document_is_read_once_per_process_for_every_login_and_refresh(make_provider):
+    fed = make_provider(layout="okta")
+    first = from_issuer(fed)
+    token = first.get_token()
     second = from_issuer(fed, profile="other")  # another identity of the same issuer
     second.get_token()
-    clock[0] += 601
-    first.get_token()  # expired: refreshed at the discovered token endpoint
+    assert fed.is_valid(first.bearer.refresh(token).token)  # at the discovered endpoint
     assert (fed.logins, fed.refreshes, fed.discovery_requests) == (2, 1, 1)
 
 
-def test_a_401_renews_and_resends_as_for_a_federation(make_fed):
-    fed = make_fed(layout="google")
+def test_a_401_renews_and_resends_as_for_a_federation(make_provider):
+    fed = make_provider(layout="google")
     with ProtectedAPI(fed.is_valid) as api:
         session = session_with(from_issuer(fed))
         assert session.get(api.url + "/x").status_code == 200
@@ -137,8 +100,8 @@ def test_a_401_renews_and_resends_as_for_a_federation(make_fed):
     assert fed.logins == 1 and fed.refreshes == 1
 
 
-def test_the_rfc8414_location_is_tried_when_the_openid_one_is_missing(make_fed):
-    fed = make_fed(layout="keycloak", discovery="oauth-authorization-server")
+def test_the_rfc8414_location_is_tried_when_the_openid_one_is_missing(make_provider):
+    fed = make_provider(layout="keycloak", discovery="oauth-authorization-server")
     assert fed.is_valid(from_issuer(fed).get_token().token)
     assert fed.discovery_requests == 1
 
@@ -152,8 +115,8 @@ def test_the_rfc8414_location_is_tried_when_the_openid_one_is_missing(make_fed):
         ({"authorization_endpoint": None}, "no authorization_endpoint"),
     ],
 )
-def test_an_unusable_document_fails_the_request_naming_the_issuer(make_fed, metadata, rule):
-    fed = make_fed(layout="keycloak", metadata=metadata)
+def test_an_unusable_document_fails_the_request_naming_the_issuer(make_provider, metadata, rule):
+    fed = make_provider(layout="keycloak", metadata=metadata)
     auth = from_issuer(fed)
     with pytest.raises(DiscoveryError) as info:
         session_with(auth).get(fed.whoami_url)
@@ -161,30 +124,31 @@ def test_an_unusable_document_fails_the_request_naming_the_issuer(make_fed, meta
     assert fed.authorize_requests == 0 and fed.logins == 0
 
 
-def test_an_auth0_issuer_must_be_given_with_its_trailing_slash(make_fed):
-    fed = make_fed(layout="auth0")
+def test_an_auth0_issuer_must_be_given_with_its_trailing_slash(make_provider):
+    fed = make_provider(layout="auth0")
     assert fed.issuer.endswith("/")
     with pytest.raises(DiscoveryError, match="trailing '/'"):
-        FederationAuth.from_issuer(fed.issuer.rstrip("/"), fed.client_id, **options()).get_token()
+        without = fed.issuer.rstrip("/")
+        FederationAuth.from_issuer(without, fed.client_id, **provider_options()).get_token()
     assert fed.is_valid(from_issuer(fed).get_token().token)
 
 
-def test_a_provider_without_a_document_is_a_discovery_error(make_fed):
-    fed = make_fed(discovery=None)
+def test_a_provider_without_a_document_is_a_discovery_error(make_provider):
+    fed = make_provider(discovery=None)
     with pytest.raises(DiscoveryError, match=r"no discovery document.*from_endpoints"):
         from_issuer(fed).get_token()
 
 
 def test_an_unreachable_issuer_is_a_discovery_error_naming_it():
     issuer = f"http://127.0.0.1:{free_port()}/realms/gone"
-    auth = FederationAuth.from_issuer(issuer, "cli", **options())
+    auth = FederationAuth.from_issuer(issuer, "cli", **provider_options())
     with pytest.raises(DiscoveryError) as info:
         auth.get_token()
     assert issuer in str(info.value) and info.value.__cause__ is not None
 
 
-def test_a_failed_discovery_is_tried_again_by_the_next_request(make_fed):
-    fed = make_fed(layout="dex", metadata={"issuer": "http://127.0.0.1:1/wrong"})
+def test_a_failed_discovery_is_tried_again_by_the_next_request(make_provider):
+    fed = make_provider(layout="dex", metadata={"issuer": "http://127.0.0.1:1/wrong"})
     auth = from_issuer(fed)
     with pytest.raises(DiscoveryError):
         auth.get_token()
@@ -196,9 +160,9 @@ def test_a_failed_discovery_is_tried_again_by_the_next_request(make_fed):
 # ------------------------------------------------------------------------------ iss
 
 
-def test_a_missing_iss_is_refused_when_the_provider_promises_it(make_fed):
+def test_a_missing_iss_is_refused_when_the_provider_promises_it(make_provider):
     # RFC 9207 §2.4: the document says every response carries iss; this one does not.
-    fed = make_fed(
+    fed = make_provider(
         layout="keycloak",
         send_iss=False,
         metadata={"authorization_response_iss_parameter_supported": True},
@@ -208,28 +172,28 @@ def test_a_missing_iss_is_refused_when_the_provider_promises_it(make_fed):
     assert fed.code_exchanges == 0
 
 
-def test_a_provider_that_sends_no_iss_and_promises_none_is_fine(make_fed):
-    fed = make_fed(layout="entra", send_iss=False)
+def test_a_provider_that_sends_no_iss_and_promises_none_is_fine(make_provider):
+    fed = make_provider(layout="entra", send_iss=False)
     assert fed.is_valid(from_issuer(fed).get_token().token)
 
 
-def test_explicit_endpoints_need_no_document(make_fed):
-    fed = make_fed(layout="keycloak", discovery=None)
+def test_explicit_endpoints_need_no_document(make_provider):
+    fed = make_provider(layout="keycloak", discovery=None)
     token = from_endpoints(fed, issuer=fed.issuer).get_token()
     assert fed.is_valid(token.token) and fed.discovery_requests == 0
 
 
-def test_explicit_endpoints_without_an_issuer_refuse_an_iss_they_cannot_check(make_fed):
-    fed = make_fed(layout="okta")
+def test_explicit_endpoints_without_an_issuer_refuse_an_iss_they_cannot_check(make_provider):
+    fed = make_provider(layout="okta")
     with pytest.raises(LoginError, match="pass issuer="):
         from_endpoints(fed).get_token()
     assert fed.code_exchanges == 0
-    quiet = make_fed(layout="okta", send_iss=False)
+    quiet = make_provider(layout="okta", send_iss=False)
     assert quiet.is_valid(from_endpoints(quiet).get_token().token)
 
 
-def test_an_iss_of_another_issuer_is_refused(make_fed):
-    fed = make_fed(layout="okta")
+def test_an_iss_of_another_issuer_is_refused(make_provider):
+    fed = make_provider(layout="okta")
     with pytest.raises(LoginError, match="mix-up"):
         from_endpoints(fed, issuer=fed.origin + "/oauth2/other").get_token()
 
@@ -237,8 +201,8 @@ def test_an_iss_of_another_issuer_is_refused(make_fed):
 # ------------------------------------------------------------------------------ request
 
 
-def test_params_are_sent_after_the_flow_s_own_and_federation_id_is_just_one(make_fed):
-    fed = make_fed(federation_id="fed-7")
+def test_params_are_sent_after_the_flow_s_own_and_federation_id_is_just_one(make_provider):
+    fed = make_provider(federation_id="fed-7")
     auth = from_issuer(fed, params={"federation-id": "fed-7", "prompt": "consent"})
     auth.get_token()
     (params,) = fed.authorize_params
@@ -289,8 +253,8 @@ def test_the_nebius_settings_refuse_scopes_and_params():
 
 
 @pytest.mark.fedbearer_real  # the default cache, or a login as a person runs it
-def test_a_wrong_scope_fails_before_the_browser_opens(make_fed):
-    fed = make_fed(layout="keycloak")
+def test_a_wrong_scope_fails_before_the_browser_opens(make_provider):
+    fed = make_provider(layout="keycloak")
     out = io.StringIO()
     auth = FederationAuth.from_issuer(
         fed.issuer,
@@ -306,8 +270,8 @@ def test_a_wrong_scope_fails_before_the_browser_opens(make_fed):
 
 
 @pytest.mark.fedbearer_real  # the default cache, or a login as a person runs it
-def test_an_unknown_client_fails_before_the_browser_opens_with_the_provider_hint(make_fed):
-    fed = make_fed(layout="keycloak")
+def test_an_unknown_client_fails_before_the_browser_opens_with_the_provider_hint(make_provider):
+    fed = make_provider(layout="keycloak")
     auth = FederationAuth.from_issuer(
         fed.issuer, "unregistered", cache=None, writer=io.StringIO(), no_browser_open=True
     )
@@ -319,8 +283,8 @@ def test_an_unknown_client_fails_before_the_browser_opens_with_the_provider_hint
 
 
 @pytest.mark.fedbearer_real  # the default cache, or a login as a person runs it
-def test_tokens_go_to_fedbearer_s_own_file_never_the_nebius_one(make_fed, isolated_env):
-    fed = make_fed(layout="keycloak")
+def test_tokens_go_to_fedbearer_s_own_file_never_the_nebius_one(make_provider, isolated_env):
+    fed = make_provider(layout="keycloak")
     auth = FederationAuth.from_issuer(
         fed.issuer,
         fed.client_id,
@@ -338,9 +302,9 @@ def test_tokens_go_to_fedbearer_s_own_file_never_the_nebius_one(make_fed, isolat
 
 
 @pytest.mark.fedbearer_real  # the default cache, or a login as a person runs it
-def test_xdg_cache_home_moves_the_file(make_fed, tmp_path, monkeypatch):
+def test_xdg_cache_home_moves_the_file(make_provider, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    fed = make_fed(layout="dex")
+    fed = make_provider(layout="dex")
     auth = FederationAuth.from_issuer(
         fed.issuer, fed.client_id, opener=ProgrammaticBrowser(), writer=io.StringIO()
     )
@@ -348,8 +312,8 @@ def test_xdg_cache_home_moves_the_file(make_fed, tmp_path, monkeypatch):
     assert (tmp_path / "xdg" / "fedbearer" / "tokens.yaml").is_file()
 
 
-def test_the_cached_token_is_shared_by_processes_with_the_same_settings(make_fed, tmp_path):
-    fed = make_fed(layout="okta")
+def test_the_cached_token_is_shared_by_processes_with_the_same_settings(make_provider, tmp_path):
+    fed = make_provider(layout="okta")
     cache = FileTokenCache(tmp_path / "tokens.yaml")
     first = from_issuer(fed, scopes=["openid", "profile"], cache=cache).get_token()
     again = from_issuer(fed, scopes=["profile", "openid"], cache=cache).get_token()
@@ -364,8 +328,8 @@ def test_the_cached_token_is_shared_by_processes_with_the_same_settings(make_fed
         {"profile": "dev"},
     ],
 )
-def test_a_token_minted_for_other_settings_is_never_reused(make_fed, tmp_path, other):
-    fed = make_fed(layout="okta")
+def test_a_token_minted_for_other_settings_is_never_reused(make_provider, tmp_path, other):
+    fed = make_provider(layout="okta")
     cache = FileTokenCache(tmp_path / "tokens.yaml")
     first = from_issuer(fed, cache=cache).get_token()
     second = from_issuer(fed, cache=cache, **other).get_token()
@@ -374,13 +338,7 @@ def test_a_token_minted_for_other_settings_is_never_reused(make_fed, tmp_path, o
 
 @pytest.mark.fedbearer_real  # the default cache, or a login as a person runs it
 def test_the_nebius_default_still_uses_the_nebius_file_and_key(federation, isolated_env):
-    auth = FederationAuth(
-        federation.client_id,
-        federation.endpoint,
-        federation.federation_id or "",
-        opener=ProgrammaticBrowser(),
-        writer=io.StringIO(),
-    )
+    auth = nebius_auth(federation)
     auth.get_token()
     path = Path(isolated_env) / ".nebius" / "credentials.yaml"
     key = f"federation/{federation.endpoint}/{federation.federation_id}/default"
@@ -391,8 +349,8 @@ def test_the_nebius_default_still_uses_the_nebius_file_and_key(federation, isola
 # ------------------------------------------------------------------------------ no person
 
 
-def test_without_interaction_the_error_gives_the_login_command(make_fed):
-    fed = make_fed(layout="keycloak")
+def test_without_interaction_the_error_gives_the_login_command(make_provider):
+    fed = make_provider(layout="keycloak")
     auth = from_issuer(fed, scopes="openid profile", interactive=False, profile="ci")
     with pytest.raises(InteractionRequiredError) as info:
         auth.get_token()
@@ -404,16 +362,16 @@ def test_without_interaction_the_error_gives_the_login_command(make_fed):
     assert fed.discovery_requests == 0  # nothing was contacted
 
 
-def test_without_interaction_endpoints_given_by_hand_get_no_command(make_fed):
-    fed = make_fed(layout="keycloak")
+def test_without_interaction_endpoints_given_by_hand_get_no_command(make_provider):
+    fed = make_provider(layout="keycloak")
     with pytest.raises(InteractionRequiredError) as info:
         from_endpoints(fed, interactive=False).get_token()
     assert "fedbearer login" not in str(info.value)
     assert "same settings" in str(info.value)
 
 
-def test_repr_names_the_provider_and_scopes_but_no_token(make_fed):
-    fed = make_fed(layout="keycloak")
+def test_repr_names_the_provider_and_scopes_but_no_token(make_provider):
+    fed = make_provider(layout="keycloak")
     auth = from_issuer(fed, scopes="openid profile")
     token = auth.get_token()
     text = repr(auth) + repr(auth.bearer)
@@ -425,9 +383,9 @@ def test_repr_names_the_provider_and_scopes_but_no_token(make_fed):
 
 
 def test_a_google_style_installed_app_secret_is_sent_to_the_token_and_revocation_endpoints(
-    make_fed,
+    make_provider,
 ):
-    fed = make_fed(layout="google", client_secret="GOCSPX-not-confidential")
+    fed = make_provider(layout="google", client_secret="GOCSPX-not-confidential")
     auth = from_issuer(fed, client_secret="GOCSPX-not-confidential", refresh_margin=0)
     token = auth.get_token()
     fed.revoke_access_tokens()
@@ -440,8 +398,8 @@ def test_a_google_style_installed_app_secret_is_sent_to_the_token_and_revocation
     assert "GOCSPX" not in repr(auth) + repr(auth.bearer) + repr(auth.bearer.settings)
 
 
-def test_without_the_secret_such_a_provider_refuses_the_exchange(make_fed):
-    fed = make_fed(layout="google", client_secret="GOCSPX-not-confidential")
+def test_without_the_secret_such_a_provider_refuses_the_exchange(make_provider):
+    fed = make_provider(layout="google", client_secret="GOCSPX-not-confidential")
     with pytest.raises(InvalidClientError):
         from_issuer(fed).get_token()
 

@@ -284,6 +284,18 @@ def _json(status: int, body: Any, headers: Optional[dict[str, str]] = None) -> _
     )
 
 
+def _form(content_type: str, body: bytes) -> Union[_Reply, tuple[dict[str, str], Optional[str]]]:
+    """A form body as single values and the first repeated name, or the error to answer
+    when it is not ``application/x-www-form-urlencoded`` UTF-8."""
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return _oauth_error("invalid_request", "Send application/x-www-form-urlencoded.")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return _oauth_error("invalid_request", "The body is not UTF-8.")
+    return _single_valued(pairs)
+
+
 def _oauth_error(error: str, description: str, status: int = 400) -> _Reply:
     """RFC 6749 §5.2 error response."""
     return _json(status, {"error": error, "error_description": description})
@@ -735,14 +747,28 @@ class LocalFederation:
         with self._lock:
             return [f.kind for f in self._faults]
 
-    def _secret_matches(self, given: Optional[str]) -> bool:
-        """With a ``client_secret`` configured, the client must send exactly it (RFC 6749
-        §2.3.1, in the body); without one, it must send none."""
+    def _client_refusal(self, params: dict[str, str], repeated: Optional[str]) -> Optional[_Reply]:
+        """The error for a form that repeats a parameter or does not identify this client,
+        or None. A public client names itself with ``client_id``; with a ``client_secret``
+        configured, it must send exactly that (RFC 6749 §2.3.1, in the body), and without
+        one it must send none."""
+        if repeated is not None:
+            return _oauth_error("invalid_request", f"The parameter {repeated} is repeated.")
+        client_id = params.get("client_id")
+        if not client_id:
+            return _oauth_error("invalid_request", "client_id is required for a public client.")
+        if client_id != self.client_id:
+            return _oauth_error("invalid_client", "Unknown client.", status=401)
+        given = params.get("client_secret")
         if self.client_secret is None:
-            return given is None
-        return given is not None and hmac.compare_digest(
-            given.encode("utf-8", "replace"), self.client_secret.encode("utf-8")
-        )
+            authenticated = given is None
+        else:
+            authenticated = given is not None and hmac.compare_digest(
+                given.encode("utf-8", "replace"), self.client_secret.encode("utf-8")
+            )
+        if not authenticated:
+            return _oauth_error("invalid_client", "Client authentication failed.", status=401)
+        return None
 
     def _routes(self) -> dict[str, str]:
         """Request path -> route name, for this layout."""
@@ -952,13 +978,10 @@ class LocalFederation:
     def handle_token(self, content_type: str, body: bytes) -> _Reply:
         with self._lock:
             self._counts["token_requests"] += 1
-        if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-            return _oauth_error("invalid_request", "Send application/x-www-form-urlencoded.")
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            return _oauth_error("invalid_request", "The body is not UTF-8.")
-        params, repeated = _single_valued(pairs)
+        form = _form(content_type, body)
+        if isinstance(form, _Reply):
+            return form
+        params, repeated = form
         grant_type = params.get("grant_type")
         with self._lock:
             if grant_type == "authorization_code":
@@ -971,15 +994,9 @@ class LocalFederation:
             fault = None
         if fault is not None and fault.kind in _EARLY_FAULTS:
             return self._early_fault(fault)
-        if repeated is not None:
-            return _oauth_error("invalid_request", f"The parameter {repeated} is repeated.")
-        client_id = params.get("client_id")
-        if not client_id:
-            return _oauth_error("invalid_request", "client_id is required for a public client.")
-        if client_id != self.client_id:
-            return _oauth_error("invalid_client", "Unknown client.", status=401)
-        if not self._secret_matches(params.get("client_secret")):
-            return _oauth_error("invalid_client", "Client authentication failed.", status=401)
+        refusal = self._client_refusal(params, repeated)
+        if refusal is not None:
+            return refusal
         with self._lock:
             if grant_type == "authorization_code":
                 result = self._exchange_code(params)
@@ -1116,25 +1133,17 @@ class LocalFederation:
         """RFC 7009 §2: revoke an access or refresh token of this (public) client."""
         with self._lock:
             self._counts["revocation_requests"] += 1
-        if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-            return _oauth_error("invalid_request", "Send application/x-www-form-urlencoded.")
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            return _oauth_error("invalid_request", "The body is not UTF-8.")
-        params, repeated = _single_valued(pairs)
+        form = _form(content_type, body)
+        if isinstance(form, _Reply):
+            return form
+        params, repeated = form
         with self._lock:
             self._revocation_params.append(dict(params))
             fault = self._take_fault(_REVOCATION_FAULTS)
-        if repeated is not None:
-            return _oauth_error("invalid_request", f"The parameter {repeated} is repeated.")
-        client_id = params.get("client_id")
-        if not client_id:
-            return _oauth_error("invalid_request", "client_id is required for a public client.")
-        if client_id != self.client_id:
-            return _oauth_error("invalid_client", "Unknown client.", status=401)
-        if not self._secret_matches(params.get("client_secret")):
-            return _oauth_error("invalid_client", "Client authentication failed.", status=401)
+        refusal = self._client_refusal(params, repeated)
+        if refusal is not None:
+            return refusal
+        client_id = params["client_id"]
         token = params.get("token")
         if not token:
             return _oauth_error("invalid_request", "token is required.")
