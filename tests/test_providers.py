@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -413,3 +414,23 @@ def test_a_client_secret_must_be_visible_ascii(secret):
 def test_a_nebius_federation_takes_no_client_secret():
     with pytest.raises(ConfigurationError, match="client_secret"):
         LoginSettings("c", "auth.example.com", "f", client_secret="s")
+
+
+def test_many_threads_share_one_discovery_and_one_login(make_provider, tmp_path):
+    fed = make_provider(layout="keycloak")
+    cache = FileTokenCache(tmp_path / "tokens.yaml")
+    auths = [from_issuer(fed, cache=cache) for _ in range(2)]  # as two processes would
+    barrier = threading.Barrier(8)
+    tokens: list[str] = []
+
+    def work(auth: FederationAuth) -> None:
+        barrier.wait(10)
+        tokens.append(auth.get_token().token)
+
+    threads = [threading.Thread(target=work, args=(auths[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(tokens) == 8 and len(set(tokens)) == 1
+    assert fed.logins == 1 and fed.discovery_requests == 1
