@@ -335,7 +335,7 @@ class FederationAuth(AuthBase):
         parameters (``prompt``, ``audience``, a ``federation-id``...). The other keyword
         arguments are those of :class:`FederationAuth` (``profile``, ``cache``, ``hosts``,
         ``timeout``, ...). By default tokens are cached in fedbearer's own file
-        (``~/.cache/fedbearer/tokens.yaml``), not the Nebius CLI's.
+        (``~/.cache/fedbearer/tokens.yaml`` on Linux), not the Nebius CLI's.
         """
         return cls._for_provider(client_id, options, scopes=scopes, params=params, issuer=issuer)
 

@@ -9,7 +9,7 @@ The default, :class:`FileTokenCache`, is the reference's ``~/.nebius/credentials
         refresh_token: ...              # only when there is one; other tools ignore it
 
 Tokens of other OpenID providers go into a file of fedbearer's own in the same format
-(:func:`provider_cache_file`, ``~/.cache/fedbearer/tokens.yaml``), under
+(:func:`provider_cache_file`: ``~/.cache/fedbearer/tokens.yaml`` on Linux), under
 ``oidc/<host>/<digest>/<profile>`` keys (:func:`provider_cache_key`).
 
 Design in one paragraph (``docs/token_cache.rst`` has the reasoning): every read and write
@@ -35,11 +35,12 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 from urllib.parse import urlsplit
 
+import platformdirs
 import portalocker
 import yaml
 
@@ -175,24 +176,25 @@ def provider_cache_key(
     return f"oidc/{host}/{digest}/{profile}"
 
 
-#: The file where tokens of OpenID providers other than a Nebius federation go, relative to
-#: the user's cache directory: they are not the Nebius CLI's to read.
-PROVIDER_CACHE_NAME = os.path.join("fedbearer", "tokens.yaml")
+#: The file, in fedbearer's user cache directory, where tokens of OpenID providers other
+#: than a Nebius federation go: they are not the Nebius CLI's to read.
+PROVIDER_CACHE_NAME = "tokens.yaml"
 
 
-def provider_cache_file(env: Optional[Mapping[str, str]] = None) -> str:
-    """Where tokens of other OpenID providers go by default: ``$XDG_CACHE_HOME/fedbearer/
-    tokens.yaml``, or ``~/.cache/fedbearer/tokens.yaml`` when ``XDG_CACHE_HOME`` is unset,
-    empty or relative (the XDG Base Directory specification ignores a relative one).
-
-    The ``~`` form is returned unexpanded: :class:`FileTokenCache` expands it at each use,
-    as it does for the Nebius file.
+def provider_cache_file() -> str:
+    """Where tokens of other OpenID providers go by default: ``tokens.yaml`` in fedbearer's
+    user cache directory, which ``platformdirs`` knows as it knows the profiles file's:
+    ``$XDG_CACHE_HOME/fedbearer`` or ``~/.cache/fedbearer`` on Linux,
+    ``~/Library/Caches/fedbearer`` on macOS, ``%LOCALAPPDATA%\\fedbearer\\Cache`` on
+    Windows. A relative directory (from a relative ``XDG_CACHE_HOME``, which the XDG
+    specification says to ignore) becomes ``~/.cache/fedbearer``: tokens never land below
+    whatever the current directory is. Resolved when called, that is when the adapter is
+    built.
     """
-    env = os.environ if env is None else env
-    base = env.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        base = os.path.join("~", ".cache")
-    return os.path.join(base, PROVIDER_CACHE_NAME)
+    directory = platformdirs.user_cache_dir("fedbearer", appauthor=False)
+    if not os.path.isabs(directory):
+        directory = os.path.join(os.path.expanduser("~"), ".cache", "fedbearer")
+    return os.path.join(directory, PROVIDER_CACHE_NAME)
 
 
 @runtime_checkable

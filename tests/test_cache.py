@@ -157,16 +157,23 @@ def test_provider_cache_key_refuses_an_ambiguous_profile(profile):
 
 
 @pytest.mark.parametrize(
-    ("env", "expected"),
+    ("xdg", "expected"),
     [
-        ({}, "~/.cache/fedbearer/tokens.yaml"),
-        ({"XDG_CACHE_HOME": ""}, "~/.cache/fedbearer/tokens.yaml"),
-        ({"XDG_CACHE_HOME": "relative/dir"}, "~/.cache/fedbearer/tokens.yaml"),
-        ({"XDG_CACHE_HOME": "/var/cache/me"}, "/var/cache/me/fedbearer/tokens.yaml"),
+        (None, "{home}/.cache/fedbearer/tokens.yaml"),
+        ("", "{home}/.cache/fedbearer/tokens.yaml"),
+        ("relative/dir", "{home}/.cache/fedbearer/tokens.yaml"),  # never below the cwd
+        ("/var/cache/me", "/var/cache/me/fedbearer/tokens.yaml"),
     ],
 )
-def test_provider_cache_file_follows_xdg_and_ignores_a_relative_one(env, expected):
-    assert provider_cache_file(env) == expected
+def test_provider_cache_file_follows_xdg_and_ignores_a_relative_one(
+    monkeypatch, tmp_path, xdg, expected
+):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert provider_cache_file() == expected.format(home=tmp_path)
 
 
 def test_provider_cache_is_a_private_file_of_its_own(monkeypatch, tmp_path):
