@@ -47,7 +47,7 @@ REFRESH_STATUSES = (401,)
 MAX_RESENDS = 1
 
 # Keyword arguments of FederationAuth that belong to the adapter, not the login settings.
-_ADAPTER_OPTIONS = ("refresh_margin", "hosts", "cache")
+_ADAPTER_OPTIONS = ("refresh_margin", "hosts", "cache", "token_from_env")
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -415,11 +415,12 @@ class FederationAuth(AuthBase):
         self._distrusted = ""
         # Plain-HTTP origins already warned about (one warning each, not one per request).
         self._refused_origins: set[str] = set()
-        # Every federation this adapter speaks to is Nebius-style (federation-id, the Nebius
-        # cache key), so NEBIUS_IAM_TOKEN counts too, after FEDBEARER_TOKEN. Under the pytest
-        # plugin's guard a test never sends a real token from the environment either.
+        # For a Nebius federation NEBIUS_IAM_TOKEN counts too, after FEDBEARER_TOKEN; another
+        # OpenID provider's API must never be sent a Nebius token. Under the pytest plugin's
+        # guard a test never sends a real token from the environment either.
         use_env = token_from_env and not test_guard.user_cache
-        found = environment_token(nebius=True) if use_env else None
+        nebius = bearer.settings.kind == "federation"
+        found = environment_token(nebius=nebius) if use_env else None
         #: The environment variable whose token this object sends (``FEDBEARER_TOKEN`` or
         #: ``NEBIUS_IAM_TOKEN``), or ``None`` when its tokens come from the cache or a login.
         self.token_variable: Optional[str] = None if found is None else found.variable
@@ -609,16 +610,22 @@ class FederationAuth(AuthBase):
         :class:`~fedbearer.LoginTimeoutError`) is raised afterwards, since the tokens may
         then still work until they expire. Holds the renewal lock and the cache's login
         lock meanwhile, so no renewal here or in another process puts a token back halfway.
+
+        A token from the environment (:attr:`token_variable`) is the environment's: it is
+        neither revoked nor forgotten, and this object goes on sending it; only the cache
+        entry is revoked and removed.
         """
         key = self.bearer.name
         settings = self.bearer.settings
+        own = self._current[0] if self.token_variable is None else None
         with self._lock, self.cache.login_lock(key, settings.timeout):
-            held = [token for token in (self.cache.get(key), self._current[0]) if token is not None]
+            held = [token for token in (self.cache.get(key), own) if token is not None]
             try:
                 result = revoke_all(settings, held)
             finally:
                 self.cache.remove(key)
-                self._current = _EMPTY
+                if self.token_variable is None:
+                    self._current = _EMPTY
                 self._distrusted = ""
                 self._failures = 0
                 self._last_error = None

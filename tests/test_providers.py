@@ -23,6 +23,7 @@ from fedbearer import (
     InvalidClientError,
     LoginError,
     LoginSettings,
+    MemoryTokenCache,
 )
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
@@ -434,3 +435,35 @@ def test_many_threads_share_one_discovery_and_one_login(make_provider, tmp_path)
         thread.join(30)
     assert len(tokens) == 8 and len(set(tokens)) == 1
     assert fed.logins == 1 and fed.discovery_requests == 1
+
+
+# ------------------------------------------------------------------------------ environment
+
+
+@pytest.mark.fedbearer_real  # about the environment's tokens, which the plugin keeps away
+def test_a_nebius_token_in_the_environment_is_never_sent_to_another_provider(
+    make_provider, monkeypatch
+):
+    fed = make_provider(layout="okta")
+    monkeypatch.setenv("NEBIUS_IAM_TOKEN", "nebius-iam-token")
+    auth = from_issuer(fed)
+    assert auth.token_variable is None
+    assert fed.is_valid(auth.get_token().token)  # logged in at the provider instead
+
+
+@pytest.mark.fedbearer_real  # about the environment's tokens, which the plugin keeps away
+def test_fedbearer_token_serves_another_provider_and_logout_leaves_it_alone(
+    make_provider, monkeypatch
+):
+    fed = make_provider(layout="keycloak")
+    cache = MemoryTokenCache()
+    earlier = from_issuer(fed, cache=cache).get_token()  # an earlier login, still cached
+    ready = fed.issue_token()
+    monkeypatch.setenv("FEDBEARER_TOKEN", ready)
+    auth = from_issuer(fed, cache=cache)
+    assert auth.token_variable == "FEDBEARER_TOKEN" and auth.get_token().token == ready
+    result = auth.logout()
+    assert [p["token"] for p in fed.revocation_params] == [earlier.refresh_token, earlier.token]
+    assert result.revoked == ("refresh_token", "access_token")
+    assert fed.is_valid(ready) and auth.get_token().token == ready  # the environment's own
+    assert cache.get(auth.bearer.name) is None
