@@ -40,7 +40,6 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 from urllib.parse import urlsplit
 
-import platformdirs
 import portalocker
 import yaml
 
@@ -191,6 +190,10 @@ def provider_cache_file() -> str:
     whatever the current directory is. Resolved when called, that is when the adapter is
     built.
     """
+    # Imported here, as for the profiles file: a cached `fedbearer token` for a Nebius
+    # federation never needs it, and platformdirs is a measurable part of that process.
+    import platformdirs
+
     directory = platformdirs.user_cache_dir("fedbearer", appauthor=False)
     if not os.path.isabs(directory):
         directory = os.path.join(os.path.expanduser("~"), ".cache", "fedbearer")
