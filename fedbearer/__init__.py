@@ -20,6 +20,7 @@ from ._cache import (
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,
+    DiscoveryError,
     FedbearerError,
     InteractionRequiredError,
     InvalidClientError,
@@ -27,12 +28,14 @@ from ._exceptions import (
     InvalidTokenResponseError,
     LoginError,
     LoginTimeoutError,
+    RevocationError,
     TokenDataError,
     TokenEndpointError,
 )
 from ._keyring import KeyringTokenCache
 from ._login import authorize
 from ._nebius_config import NebiusProfile, load_nebius_profile
+from ._revocation import LogoutResult
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings
 from ._token import DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_LIFETIME, Token
 from ._version import __version__
@@ -45,6 +48,7 @@ __all__ = [
     "AuthorizationError",
     "Bearer",
     "ConfigurationError",
+    "DiscoveryError",
     "FedbearerError",
     "FederationAuth",
     "FileTokenCache",
@@ -56,10 +60,12 @@ __all__ = [
     "LoginError",
     "LoginSettings",
     "LoginTimeoutError",
+    "LogoutResult",
     "MemoryTokenCache",
     "NebiusProfile",
     "NoTokenCache",
     "Receiver",
+    "RevocationError",
     "Token",
     "TokenCache",
     "TokenCacheWarning",

@@ -13,7 +13,7 @@ import functools
 import logging
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
@@ -25,14 +25,15 @@ from requests.utils import rewind_body
 
 from . import _clock
 from ._bearer import Bearer
-from ._cache import NoTokenCache, TokenCache, default_cache
+from ._cache import NoTokenCache, TokenCache, default_cache, provider_cache
 from ._challenge import bearer_error
 from ._env_token import environment_token, read_token_variable
 from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
 from ._nebius_config import load_nebius_profile
 from ._profiles import load_profiles
 from ._protocol import is_loopback_host
-from ._settings import DEFAULT_LOGIN_TIMEOUT, Verify, test_guard
+from ._revocation import LogoutResult, revoke_all
+from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ log = logging.getLogger("fedbearer.auth")
 REFRESH_STATUSES = (401,)
 #: How many times one request is resent after a renewal. One: a second 401 is an answer.
 MAX_RESENDS = 1
+
+# Keyword arguments of FederationAuth that belong to the adapter, not the login settings.
+_ADAPTER_OPTIONS = ("refresh_margin", "hosts", "cache", "token_from_env")
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -61,11 +65,13 @@ DEFAULT_CACHE = _DefaultCache()
 CacheSetting = Union[TokenCache, None, _DefaultCache]
 
 
-def _cache_from(setting: CacheSetting) -> TokenCache:
+def _cache_from(setting: CacheSetting, settings: LoginSettings) -> TokenCache:
     if isinstance(setting, _DefaultCache):
         if test_guard.user_cache:
             return NoTokenCache()  # a test never reads or writes the user's tokens
-        return default_cache()  # no I/O: the file is opened when a token is needed
+        # No I/O: the file is opened when a token is needed. Another provider's tokens are
+        # not the Nebius CLI's business: they go into fedbearer's own file.
+        return default_cache() if settings.kind == "federation" else provider_cache()
     if setting is None:
         return NoTokenCache()
     if not isinstance(setting, TokenCache):
@@ -307,6 +313,72 @@ class FederationAuth(AuthBase):
             **kwargs,
         )
 
+    @classmethod
+    def from_issuer(
+        cls,
+        issuer: str,
+        client_id: str,
+        *,
+        scopes: Union[str, Iterable[str]] = ("openid",),
+        params: Union[Mapping[str, str], Iterable[tuple[str, str]], None] = None,
+        **options: Any,
+    ) -> FederationAuth:
+        """The adapter for any OpenID provider, its endpoints read from its discovery document.
+
+        ``issuer`` is the provider's issuer identifier, exactly as the provider writes it
+        (``https://keycloak.example.com/realms/main``, ``https://accounts.google.com``).
+        Nothing is read at construction: the first login, refresh or logout that needs the
+        endpoints reads ``<issuer>/.well-known/openid-configuration`` (OpenID Connect
+        Discovery 1.0; RFC 8414's location when that one is missing) once for the process,
+        and checks it (see :doc:`providers`). ``scopes`` (a sequence, or one string
+        separated by spaces) replaces ``openid``; ``params`` are extra authorization request
+        parameters (``prompt``, ``audience``, a ``federation-id``...). The other keyword
+        arguments are those of :class:`FederationAuth` (``profile``, ``cache``, ``hosts``,
+        ``timeout``, ...). By default tokens are cached in fedbearer's own file
+        (``~/.cache/fedbearer/tokens.yaml`` on Linux), not the Nebius CLI's.
+        """
+        return cls._for_provider(client_id, options, scopes=scopes, params=params, issuer=issuer)
+
+    @classmethod
+    def from_endpoints(
+        cls,
+        client_id: str,
+        *,
+        authorization_endpoint: str,
+        token_endpoint: str,
+        scopes: Union[str, Iterable[str]] = ("openid",),
+        params: Union[Mapping[str, str], Iterable[tuple[str, str]], None] = None,
+        issuer: Optional[str] = None,
+        revocation_endpoint: Optional[str] = None,
+        **options: Any,
+    ) -> FederationAuth:
+        """:meth:`from_issuer` without discovery, for a provider that has no document.
+
+        The URLs are used exactly as given. With ``issuer``, a callback's ``iss`` must
+        equal it (RFC 9207); without it, a callback that carries ``iss`` is refused, since
+        it cannot be checked. Without ``revocation_endpoint``, :meth:`logout` only forgets
+        the tokens.
+        """
+        return cls._for_provider(
+            client_id,
+            options,
+            scopes=scopes,
+            params=params,
+            issuer=issuer,
+            authorization_endpoint=authorization_endpoint,
+            token_endpoint=token_endpoint,
+            revocation_endpoint=revocation_endpoint,
+        )
+
+    @classmethod
+    def _for_provider(
+        cls, client_id: str, options: dict[str, Any], **provider: Any
+    ) -> FederationAuth:
+        """Split ``options`` into the adapter's own and the login settings, build both."""
+        own = {name: options.pop(name) for name in _ADAPTER_OPTIONS if name in options}
+        settings = LoginSettings(client_id, **provider, **options)
+        return cls.from_bearer(Bearer.from_settings(settings), **own)
+
     def _setup(
         self,
         bearer: Bearer,
@@ -328,7 +400,7 @@ class FederationAuth(AuthBase):
         self.refresh_margin = margin
         self.hosts = _parse_hosts(hosts)
         #: Where tokens persist between processes (``cache=None``: a :class:`NoTokenCache`).
-        self.cache = _cache_from(cache)
+        self.cache = _cache_from(cache, bearer.settings)
         self._lock = threading.Lock()
         self._distrust_lock = threading.Lock()
         # Renewal attempts that failed, and the last failure: callers that were already
@@ -343,11 +415,12 @@ class FederationAuth(AuthBase):
         self._distrusted = ""
         # Plain-HTTP origins already warned about (one warning each, not one per request).
         self._refused_origins: set[str] = set()
-        # Every federation this adapter speaks to is Nebius-style (federation-id, the Nebius
-        # cache key), so NEBIUS_IAM_TOKEN counts too, after FEDBEARER_TOKEN. Under the pytest
-        # plugin's guard a test never sends a real token from the environment either.
+        # For a Nebius federation NEBIUS_IAM_TOKEN counts too, after FEDBEARER_TOKEN; another
+        # OpenID provider's API must never be sent a Nebius token. Under the pytest plugin's
+        # guard a test never sends a real token from the environment either.
         use_env = token_from_env and not test_guard.user_cache
-        found = environment_token(nebius=True) if use_env else None
+        nebius = bearer.settings.kind == "federation"
+        found = environment_token(nebius=nebius) if use_env else None
         #: The environment variable whose token this object sends (``FEDBEARER_TOKEN`` or
         #: ``NEBIUS_IAM_TOKEN``), or ``None`` when its tokens come from the cache or a login.
         self.token_variable: Optional[str] = None if found is None else found.variable
@@ -386,10 +459,12 @@ class FederationAuth(AuthBase):
         if self.token_variable is not None:
             held = f"from ${self.token_variable}"
         hosts = None if self.hosts is None else sorted(self.hosts)
+        if b.settings.kind == "federation":
+            who = f"federation_endpoint={b.settings.provider!r}, federation_id={b.federation_id!r}"
+        else:
+            who = f"provider={b.settings.provider!r}, scopes={b.settings.scopes!r}"
         return (
-            f"FederationAuth(client_id={b.client_id!r}, "
-            f"federation_endpoint={b.settings.federation.endpoint!r}, "
-            f"federation_id={b.federation_id!r}, profile={b.profile_name!r}, "
+            f"FederationAuth(client_id={b.client_id!r}, {who}, profile={b.profile_name!r}, "
             f"hosts={hosts!r}, refresh_margin={self.refresh_margin:g}, token={held})"
         )
 
@@ -518,6 +593,43 @@ class FederationAuth(AuthBase):
         return first
 
     # ------------------------------------------------------------------ renewal
+
+    def logout(self) -> LogoutResult:
+        """Revoke this identity's tokens at the provider, then forget them here and in the cache.
+
+        When the provider has a revocation endpoint (RFC 7009), the refresh token is revoked
+        first (§2.1: that SHOULD end the access tokens of its grant too), then the access
+        token; both the token this object holds and the cache's, when they differ. Then the
+        cache entry and the token in memory are removed, so the next request logs in again.
+        A provider without a revocation endpoint (a Nebius federation, Entra ID) is not
+        contacted: the result says so, and the tokens stay valid there until they expire.
+
+        The local copies are removed even when revocation fails; the failure
+        (:class:`~fedbearer.RevocationError`, :class:`~fedbearer.DiscoveryError`,
+        :class:`~fedbearer.TokenEndpointError` when unreachable,
+        :class:`~fedbearer.LoginTimeoutError`) is raised afterwards, since the tokens may
+        then still work until they expire. Holds the renewal lock and the cache's login
+        lock meanwhile, so no renewal here or in another process puts a token back halfway.
+
+        A token from the environment (:attr:`token_variable`) is the environment's: it is
+        neither revoked nor forgotten, and this object goes on sending it; only the cache
+        entry is revoked and removed.
+        """
+        key = self.bearer.name
+        settings = self.bearer.settings
+        own = self._current[0] if self.token_variable is None else None
+        with self._lock, self.cache.login_lock(key, settings.timeout):
+            held = [token for token in (self.cache.get(key), own) if token is not None]
+            try:
+                result = revoke_all(settings, held)
+            finally:
+                self.cache.remove(key)
+                if self.token_variable is None:
+                    self._current = _EMPTY
+                self._distrusted = ""
+                self._failures = 0
+                self._last_error = None
+        return result
 
     def get_token(self) -> Token:
         """A valid token, logging in (or refreshing, or reading the cache) when needed."""

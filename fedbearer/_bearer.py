@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional
 
 from ._exceptions import InteractionRequiredError
 from ._login import TOKEN_REQUEST_TIMEOUT, login, refresh
-from ._login_command import login_command
+from ._login_command import login_command, provider_login_command
 from ._settings import (
     DEFAULT_LOGIN_TIMEOUT,
     UNDER_PYTEST,
@@ -146,7 +146,8 @@ class Bearer:
 
     @property
     def name(self) -> str:
-        """The token cache key: ``federation/<endpoint>/<id>/<profile>``, strings as configured."""
+        """The token cache key: ``federation/<endpoint>/<id>/<profile>``, strings as configured
+        (another provider's: ``oidc/<host>/<digest>/<profile>``, see ``LoginSettings``)."""
         return self.settings.cache_key
 
     def receiver(self) -> Receiver:
@@ -158,11 +159,41 @@ class Bearer:
         return refresh(self.settings, token, timeout=check_timeout(timeout))
 
     def __repr__(self) -> str:
+        settings = self.settings
+        if settings.kind != "federation":
+            return (
+                f"Bearer(profile_name={self.profile_name!r}, client_id={self.client_id!r}, "
+                f"provider={settings.provider!r}, scopes={settings.scopes!r})"
+            )
         return (
             f"Bearer(profile_name={self.profile_name!r}, client_id={self.client_id!r}, "
-            f"federation_endpoint={self.settings.federation.endpoint!r}, "
+            f"federation_endpoint={settings.provider!r}, "
             f"federation_id={self.federation_id!r})"
         )
+
+
+def _login_hint(settings: LoginSettings) -> Optional[str]:
+    """The ``fedbearer login`` command that logs in for ``settings`` (to paste into a
+    terminal), or ``None`` when the command line cannot express them (endpoints given one
+    by one, extra authorization parameters)."""
+    if settings.kind == "federation":
+        return login_command(
+            settings.client_id,
+            settings.federation_endpoint,
+            settings.federation_id,
+            settings.profile,
+            allow_insecure_http=settings.allow_insecure_http,
+        )
+    if settings.kind == "discovery" and not settings.params:
+        assert settings.issuer is not None
+        return provider_login_command(
+            settings.client_id,
+            settings.issuer,
+            settings.profile,
+            scopes=settings.scopes,
+            allow_insecure_http=settings.allow_insecure_http,
+        )
+    return None
 
 
 class Receiver:
@@ -189,17 +220,16 @@ class Receiver:
             )
         if not settings.interactive:
             # Raised before anything else: no port, no thread, no output (cron, CI).
-            command = login_command(
-                settings.client_id,
-                settings.federation_endpoint,
-                settings.federation_id,
-                settings.profile,
-                allow_insecure_http=settings.allow_insecure_http,
+            command = _login_hint(settings)
+            how = (
+                f"with: {command}"
+                if command is not None
+                else "by running this program there once with the same settings"
             )
             raise InteractionRequiredError(
                 f"a login is needed for profile {settings.profile!r} but interactive logins "
                 f"are disabled ({settings.interactive_source}); log in first from a terminal "
-                f"with: {command}"
+                f"{how}"
             )
         if timeout is not _UNSET:
             settings = replace(settings, timeout=timeout)

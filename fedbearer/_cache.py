@@ -8,6 +8,10 @@ The default, :class:`FileTokenCache`, is the reference's ``~/.nebius/credentials
         expires_at: 1795821981          # unix seconds; null or 0 = no expiry
         refresh_token: ...              # only when there is one; other tools ignore it
 
+Tokens of other OpenID providers go into a file of fedbearer's own in the same format
+(:func:`provider_cache_file`: ``~/.cache/fedbearer/tokens.yaml`` on Linux), under
+``oidc/<host>/<digest>/<profile>`` keys (:func:`provider_cache_key`).
+
 Design in one paragraph (``docs/token_cache.rst`` has the reasoning): every read and write
 holds an exclusive ``flock`` on the cache file itself, as the Nebius Python SDK (portalocker)
 and the Go SDK/CLI (gofrs/flock) do. The file is rewritten **in place**, never replaced by
@@ -24,15 +28,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import stat
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
+from urllib.parse import urlsplit
 
 import portalocker
 import yaml
@@ -51,6 +57,9 @@ __all__ = [
     "TokenCacheWarning",
     "cache_key",
     "default_cache",
+    "provider_cache",
+    "provider_cache_file",
+    "provider_cache_key",
 ]
 
 #: The reference's cache file; ``~`` is expanded at each use, so ``$HOME`` changes apply.
@@ -120,6 +129,75 @@ def cache_key(federation_endpoint: str, federation_id: str, profile: str) -> str
             "characters or line breaks"
         )
     return key
+
+
+def provider_cache_key(
+    client_id: str,
+    profile: str,
+    *,
+    issuer: Optional[str] = None,
+    authorization_endpoint: Optional[str] = None,
+    token_endpoint: Optional[str] = None,
+    scopes: Iterable[str] = ("openid",),
+    params: Iterable[tuple[str, str]] = (),
+) -> str:
+    """The key of a token from an OpenID provider other than a Nebius federation.
+
+    ``oidc/<host>/<digest>/<profile>``: the digest is SHA-256 (128 bits of it, in hex) of a
+    canonical JSON of everything that decides what the token is for: the issuer, the
+    endpoints when given instead of discovered, the client id, the scopes as a set (their
+    order does not matter) and the extra authorization parameters (an ``audience`` or
+    ``resource`` changes the token too). Changing any of them never finds a token minted
+    for the others. ``host`` (of the issuer, else of the authorization endpoint) is there
+    for people reading ``fedbearer status``; it is part of what is hashed, so it adds no
+    ambiguity, and ``profile`` may not contain ``/`` (:class:`~fedbearer.ConfigurationError`),
+    so the key splits one way only.
+    """
+    if "/" in profile or not profile.isprintable():
+        raise ConfigurationError(
+            f"profile {profile[:100]!r} contains '/' or a control character, which would make "
+            "its token cache key ambiguous; choose another profile name"
+        )
+    identity = {
+        "issuer": issuer,
+        "endpoints": (
+            None
+            if authorization_endpoint is None and token_endpoint is None
+            else [authorization_endpoint, token_endpoint]
+        ),
+        "client_id": client_id,
+        "scopes": sorted(set(scopes)),
+        "params": sorted([name, value] for name, value in params),
+    }
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]
+    host = urlsplit(issuer or authorization_endpoint or "").netloc.lower() or "-"
+    return f"oidc/{host}/{digest}/{profile}"
+
+
+#: The file, in fedbearer's user cache directory, where tokens of OpenID providers other
+#: than a Nebius federation go: they are not the Nebius CLI's to read.
+PROVIDER_CACHE_NAME = "tokens.yaml"
+
+
+def provider_cache_file() -> str:
+    """Where tokens of other OpenID providers go by default: ``tokens.yaml`` in fedbearer's
+    user cache directory, which ``platformdirs`` knows as it knows the profiles file's:
+    ``$XDG_CACHE_HOME/fedbearer`` or ``~/.cache/fedbearer`` on Linux,
+    ``~/Library/Caches/fedbearer`` on macOS, ``%LOCALAPPDATA%\\fedbearer\\Cache`` on
+    Windows. A relative directory (from a relative ``XDG_CACHE_HOME``, which the XDG
+    specification says to ignore) becomes ``~/.cache/fedbearer``: tokens never land below
+    whatever the current directory is. Resolved when called, that is when the adapter is
+    built.
+    """
+    # Imported here, as for the profiles file: a cached `fedbearer token` for a Nebius
+    # federation never needs it, and platformdirs is a measurable part of that process.
+    import platformdirs
+
+    directory = platformdirs.user_cache_dir("fedbearer", appauthor=False)
+    if not os.path.isabs(directory):
+        directory = os.path.join(os.path.expanduser("~"), ".cache", "fedbearer")
+    return os.path.join(directory, PROVIDER_CACHE_NAME)
 
 
 @runtime_checkable
@@ -863,3 +941,10 @@ class NoTokenCache:
 def default_cache() -> FileTokenCache:
     """The cache shared with the Nebius CLI and SDKs: ``~/.nebius/credentials.yaml``."""
     return FileTokenCache()
+
+
+def provider_cache() -> FileTokenCache:
+    """The default cache of other OpenID providers' tokens (:func:`provider_cache_file`):
+    the same format, locking, modes and crash safety as the Nebius file, in a file of
+    fedbearer's own."""
+    return FileTokenCache(provider_cache_file())

@@ -4,6 +4,7 @@
 
     FedbearerError
     ├── ConfigurationError (ValueError)      bad endpoint, port, profile, option
+    │   └── DiscoveryError                   the provider's discovery document is unusable
     ├── TokenDataError (ValueError)          a serialised token that is not one
     ├── LoginError                           the interactive login did not produce a code
     │   ├── AuthorizationError               the federation answered error=... (RFC 6749 §4.1.2.1)
@@ -12,7 +13,8 @@
     └── TokenEndpointError                   the token endpoint failed (RFC 6749 §5.2)
         ├── InvalidGrantError                code or refresh token rejected (invalid_grant)
         ├── InvalidClientError               client_id rejected (invalid_client)
-        └── InvalidTokenResponseError        a 200 answer that is not a usable token
+        ├── InvalidTokenResponseError        a 200 answer that is not a usable token
+        └── RevocationError                  the revocation endpoint refused (RFC 7009 §2.2.1)
 
 Messages say what happened and what to do. None of them ever contains an access token,
 refresh token, authorization code, state or PKCE verifier: the constructors only take the
@@ -30,6 +32,12 @@ class FedbearerError(Exception):
 
 class ConfigurationError(FedbearerError, ValueError):
     """An argument or setting cannot work (bad endpoint, busy fixed port, unknown profile)."""
+
+
+class DiscoveryError(ConfigurationError):
+    """The provider's discovery document (OpenID Connect Discovery 1.0, RFC 8414) cannot be
+    used: unreachable, not JSON, or failing a rule (issuer, https, PKCE S256). The message
+    names the issuer and the rule; a network failure is chained as ``__cause__``."""
 
 
 class TokenDataError(FedbearerError, ValueError):
@@ -125,3 +133,8 @@ class InvalidClientError(TokenEndpointError):
 
 class InvalidTokenResponseError(TokenEndpointError):
     """The token endpoint answered 200 with something that is not a usable token."""
+
+
+class RevocationError(TokenEndpointError):
+    """The revocation endpoint refused or failed (RFC 7009 §2.2.1): the token may still be
+    valid at the provider until it expires. Carries ``status`` and ``error`` as its base."""

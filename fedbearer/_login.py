@@ -19,9 +19,11 @@ import requests
 import urllib3
 
 from . import _clock
+from ._discovery import discovery_urls, parse_discovery, remembered
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,
+    DiscoveryError,
     FedbearerError,
     InvalidTokenResponseError,
     LoginError,
@@ -65,18 +67,20 @@ class _NoAuth(requests.auth.AuthBase):
         return r
 
 
-def _remaining(deadline: Optional[float]) -> float:
+def _remaining(deadline: Optional[float], what: str = "token endpoint") -> float:
     if deadline is None:
         return TOKEN_REQUEST_TIMEOUT
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise LoginTimeoutError(
-            "the login deadline passed before the token endpoint was called; pass a longer timeout"
+            f"the login deadline passed before the {what} was called; pass a longer timeout"
         )
     return remaining
 
 
-def _read_bounded(response: requests.Response, deadline: Optional[float]) -> bytes:
+def _read_bounded(
+    response: requests.Response, deadline: Optional[float], what: str = "token endpoint"
+) -> bytes:
     """The body, at most :data:`MAX_TOKEN_RESPONSE_BYTES`, read before ``deadline``.
 
     ``read1`` returns whatever has arrived, so the deadline is checked after every few
@@ -96,16 +100,88 @@ def _read_bounded(response: requests.Response, deadline: Optional[float]) -> byt
         size += len(chunk)
         if size > MAX_TOKEN_RESPONSE_BYTES:
             raise InvalidTokenResponseError(
-                f"token endpoint answer exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes; "
+                f"{what} answer exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes; "
                 "check the federation endpoint",
                 status=response.status_code,
             )
         if deadline is not None and time.monotonic() > deadline:
-            raise LoginTimeoutError(
-                "the token endpoint did not finish answering before the deadline"
-            )
+            raise LoginTimeoutError(f"the {what} did not finish answering before the deadline")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+
+
+def _call(
+    url: str,
+    body: Optional[str],
+    *,
+    deadline: Optional[float],
+    verify: Verify,
+    what: str = "token endpoint",
+    error: type[TokenEndpointError] = TokenEndpointError,
+) -> tuple[int, bytes]:
+    """One call to the provider through a dedicated session: ``(status, body)``.
+
+    A POST of the form ``body``, or a GET when it is ``None``. A dedicated
+    ``requests.Session`` (never the caller's) keeps the caller's auth, hooks and adapters
+    out of the exchange, while ``responses`` mocks in users' tests still see it. Redirects
+    are not followed (a 3xx is an ``error``), the answer is read up to
+    :data:`MAX_TOKEN_RESPONSE_BYTES` and before ``deadline``, and messages name ``what``
+    and its URL but never the request body.
+    """
+    timeout = _remaining(deadline, what)
+    if deadline is None:
+        # No login deadline (a refresh, or timeout=None): the socket timeouts bound each read
+        # only, and a server dripping its answer would hold the caller for ever.
+        deadline = time.monotonic() + TOKEN_REQUEST_TIMEOUT
+    with requests.Session() as session:
+        session.auth = _NoAuth()
+        try:
+            response = session.request(
+                "GET" if body is None else "POST",
+                url,
+                data=body,
+                headers={"Accept": "application/json"} if body is None else _FORM_HEADERS,
+                timeout=(timeout, timeout),
+                verify=verify,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.Timeout:
+            raise LoginTimeoutError(
+                f"the {what} did not answer before the deadline; "
+                "the federation may be overloaded, try again"
+            ) from None
+        except requests.RequestException as exc:
+            # The exception names the host and port; the request body is not in it.
+            raise error(
+                f"could not reach the {what} {url} ({type(exc).__name__}); "
+                "check the endpoint and your network",
+            ) from exc
+        with response:
+            try:
+                raw = _read_bounded(response, deadline, what)
+            # Reading the raw stream raises urllib3's exceptions, not requests' wrappers.
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                if isinstance(
+                    exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+                ) or ("timed out" in str(exc).lower()):
+                    raise LoginTimeoutError(
+                        f"the {what} did not finish answering before the deadline"
+                    ) from None
+                raise error(
+                    f"the {what} {url} broke off its answer ({type(exc).__name__})",
+                    status=response.status_code,
+                ) from exc
+    if 300 <= response.status_code < 400:
+        raise error(
+            f"{what} answered with a redirect (HTTP {response.status_code}); "
+            "check the federation endpoint",
+            status=response.status_code,
+        )
+    return response.status_code, raw
 
 
 def post_token_request(
@@ -116,66 +192,55 @@ def post_token_request(
     verify: Verify,
     secrets_: tuple[str, ...],
 ) -> Token:
-    """POST a token request through a dedicated session and parse the answer.
-
-    A dedicated ``requests.Session`` (never the caller's) keeps the caller's auth, hooks and
-    adapters out of the exchange, while ``responses`` mocks in users' tests still see it.
-    """
-    timeout = _remaining(deadline)
-    if deadline is None:
-        # No login deadline (a refresh, or timeout=None): the socket timeouts bound each read
-        # only, and a server dripping its answer would hold the caller for ever.
-        deadline = time.monotonic() + TOKEN_REQUEST_TIMEOUT
+    """POST a token request through a dedicated session (:func:`_call`) and parse the answer."""
     requested_at = _clock.now()
-    with requests.Session() as session:
-        session.auth = _NoAuth()
+    status, raw = _call(token_url, body, deadline=deadline, verify=verify)
+    return parse_token_response(status, raw, requested_at=requested_at, secrets_=secrets_)
+
+
+def endpoints(settings: LoginSettings, *, deadline: Optional[float] = None) -> Federation:
+    """Where the provider's endpoints are: from the settings, or from its discovery document.
+
+    The document is read at most once per process for each issuer and way of checking it
+    (:func:`fedbearer._discovery.remembered`), through the same kind of dedicated,
+    TLS-verified session as the token requests, and within ``deadline`` (else
+    :data:`TOKEN_REQUEST_TIMEOUT`). A failure is a :class:`~fedbearer.DiscoveryError`
+    naming the issuer, and is not remembered.
+    """
+    if settings.federation is not None:
+        return settings.federation
+    issuer = settings.issuer
+    assert issuer is not None  # kind == "discovery"
+    return remembered(
+        (issuer, settings.allow_insecure_http, settings.verify),
+        lambda: fetch_discovery(
+            issuer,
+            verify=settings.verify,
+            allow_insecure_http=settings.allow_insecure_http,
+            deadline=deadline,
+        ),
+    )
+
+
+@interruptible  # a login reads the document first: Ctrl-C must cut that wait short too
+def fetch_discovery(
+    issuer: str, *, verify: Verify, allow_insecure_http: bool, deadline: Optional[float]
+) -> Federation:
+    """Read and check the discovery document of ``issuer`` (no remembering: see
+    :func:`endpoints`): OpenID Connect Discovery's location first, RFC 8414's when that
+    one answers 404."""
+    for url in discovery_urls(issuer):
         try:
-            response = session.post(
-                token_url,
-                data=body,
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "Accept": "application/json",
-                },
-                timeout=(timeout, timeout),
-                verify=verify,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.Timeout:
-            raise LoginTimeoutError(
-                "the token endpoint did not answer before the deadline; "
-                "the federation may be overloaded, try again"
-            ) from None
-        except requests.RequestException as exc:
-            # The exception names the host and port; the request body is not in it.
-            raise TokenEndpointError(
-                f"could not reach the token endpoint {token_url} ({type(exc).__name__}); "
-                "check the endpoint and your network",
+            status, raw = _call(url, None, deadline=deadline, verify=verify, what="discovery URL")
+        except FedbearerError as exc:
+            raise DiscoveryError(
+                f"could not read the discovery document of {issuer}: {exc}"
             ) from exc
-        with response:
-            try:
-                raw = _read_bounded(response, deadline)
-            # Reading the raw stream raises urllib3's exceptions, not requests' wrappers.
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                if isinstance(
-                    exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-                ) or ("timed out" in str(exc).lower()):
-                    raise LoginTimeoutError(
-                        "the token endpoint did not finish answering before the deadline"
-                    ) from None
-                raise TokenEndpointError(
-                    f"the token endpoint {token_url} broke off its answer ({type(exc).__name__})",
-                    status=response.status_code,
-                ) from exc
-    if 300 <= response.status_code < 400:
-        raise TokenEndpointError(
-            f"token endpoint answered with a redirect (HTTP {response.status_code}); "
-            "check the federation endpoint",
-            status=response.status_code,
-        )
-    return parse_token_response(
-        response.status_code, raw, requested_at=requested_at, secrets_=secrets_
+        if status != 404:
+            break
+    log.debug("read the discovery document of %s at %s: HTTP %d", issuer, url, status)
+    return parse_discovery(
+        status, raw, issuer=issuer, url=url, allow_insecure_http=allow_insecure_http
     )
 
 
@@ -192,10 +257,26 @@ _SETTING_HINTS = {
     "federation_id": "check federation_id (--federation-id)",
     "scope": "check the scopes requested",
 }
+# The same for another OpenID provider, where the endpoint and the federation id are not
+# settings: the issuer or the endpoints are, and extra parameters take the id's place.
+_PROVIDER_HINTS = {
+    **_SETTING_HINTS,
+    "client_id": (
+        "check client_id (--client-id), and that the provider has registered it as a "
+        "public (native) client with the loopback redirect URI http://127.0.0.1"
+    ),
+    "federation_endpoint": (
+        "check the issuer (--issuer) or authorization_endpoint, including its path"
+    ),
+    "federation_id": "check the extra authorization parameters (params=)",
+    "scope": "check the scopes requested (scopes=, --scope)",
+}
 
 
 @interruptible
-def preflight(settings: LoginSettings, redirect_uri: str) -> None:
+def preflight(
+    settings: LoginSettings, redirect_uri: str, federation: Optional[Federation] = None
+) -> None:
     """Fail in seconds, not at the login timeout, when the federation cannot work.
 
     Sends the authorization request the browser is about to send, with a throwaway state
@@ -206,7 +287,9 @@ def preflight(settings: LoginSettings, redirect_uri: str) -> None:
     :class:`~fedbearer.ConfigurationError` naming the setting to fix. A slow answer or a
     5xx proves nothing and the login goes on.
     """
-    federation = settings.federation
+    if federation is None:
+        federation = endpoints(settings)
+    hints = _SETTING_HINTS if settings.kind == "federation" else _PROVIDER_HINTS
     url = build_authorize_url(
         federation,
         client_id=settings.client_id,
@@ -214,9 +297,11 @@ def preflight(settings: LoginSettings, redirect_uri: str) -> None:
         state=new_state(),
         challenge=new_pkce()[1],
         federation_id=settings.federation_id,
+        scopes=settings.scopes,
+        params=settings.params,
     )
     where = urlsplit(federation.authorize_url).netloc
-    endpoint_hint = _SETTING_HINTS["federation_endpoint"]
+    endpoint_hint = hints["federation_endpoint"]
     try:
         with requests.Session() as session:
             session.auth = _NoAuth()
@@ -262,7 +347,7 @@ def preflight(settings: LoginSettings, redirect_uri: str) -> None:
     if problem is not None:
         setting, reason = problem
         raise ConfigurationError(
-            f"the federation refused the login request ({reason}); {_SETTING_HINTS[setting]}"
+            f"the federation refused the login request ({reason}); {hints[setting]}"
         )
     log.debug("pre-flight check of %s: HTTP %d", where, response.status_code)
 
@@ -277,14 +362,23 @@ def exchange_code(
     verifier: str,
     deadline: Optional[float],
     verify: Verify = True,
+    client_secret: Optional[str] = None,
 ) -> Token:
     """Exchange an authorization code for a token (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
     body = authorization_code_body(
-        code=code, redirect_uri=redirect_uri, client_id=client_id, verifier=verifier
+        code=code,
+        redirect_uri=redirect_uri,
+        client_id=client_id,
+        verifier=verifier,
+        client_secret=client_secret,
     )
     log.debug("exchanging the authorization code at %s", federation.token_url)
     return post_token_request(
-        federation.token_url, body, deadline=deadline, verify=verify, secrets_=(code, verifier)
+        federation.token_url,
+        body,
+        deadline=deadline,
+        verify=verify,
+        secrets_=(code, verifier, client_secret or ""),
     )
 
 
@@ -303,20 +397,45 @@ def refresh(
     if not token.refresh_token:
         raise ConfigurationError("this token has no refresh token; log in instead")
     deadline = None if timeout is None else time.monotonic() + timeout
-    body = refresh_token_body(refresh_token=token.refresh_token, client_id=settings.client_id)
-    log.debug("refreshing the access token at %s", settings.federation.token_url)
+    token_url = endpoints(settings, deadline=deadline).token_url
+    body = refresh_token_body(
+        refresh_token=token.refresh_token,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+    )
+    log.debug("refreshing the access token at %s", token_url)
     new = post_token_request(
-        settings.federation.token_url,
+        token_url,
         body,
         deadline=deadline,
         verify=settings.verify,
-        secrets_=(token.refresh_token, token.token),
+        secrets_=(token.refresh_token, token.token, settings.client_secret or ""),
     )
     if new.refresh_token is None:
         new = Token(
             new.token, new.expiration, refresh_token=token.refresh_token, issued_at=new.issued_at
         )
     return new
+
+
+def _issuer_problem(federation: Federation, *, missing: bool) -> str:
+    """Why a callback's ``iss`` (RFC 9207 §2.4) ended the login."""
+    if missing:
+        return (
+            f"the authorization response has no issuer (iss), though {federation.issuer} "
+            "declares that it always sends one (RFC 9207); it was rejected as a possible "
+            "mix-up attack"
+        )
+    if not federation.issuers:
+        return (
+            "the authorization response names an issuer (iss, RFC 9207) but none was "
+            "configured to check it against: pass issuer= with the provider's issuer "
+            "identifier"
+        )
+    return (
+        "the authorization response names another issuer (RFC 9207); it was "
+        "rejected as a possible mix-up attack. Check the federation endpoint"
+    )
 
 
 @interruptible  # a writer that blocks (a full pipe, a stopped terminal) must not hold Ctrl-C
@@ -432,6 +551,8 @@ def authorize(
 def login(settings: LoginSettings) -> Token:
     """Run one interactive login and return its token.
 
+    0. For a provider named by its issuer, know its endpoints (:func:`endpoints`: its
+       discovery document, read once per process).
     1. Start the loopback server on ``127.0.0.1`` (the settings' port, else a free one)
        *before* anything is shown, so the redirect URI names the port actually bound
        (RFC 8252 §7.3). Unless ``preflight`` is off or an ``opener`` is given, check that
@@ -469,10 +590,11 @@ def login(settings: LoginSettings) -> Token:
     from ._loopback import LoopbackServer
     from ._paste import start_paste_reader
 
-    federation, timeout = settings.federation, settings.timeout
+    timeout = settings.timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
+    federation = endpoints(settings, deadline=deadline)
     environment = detect_environment()
     out = settings.writer if settings.writer is not None else sys.stderr
-    deadline = None if timeout is None else time.monotonic() + timeout
     state = new_state()
     verifier, challenge = new_pkce()
     server = LoopbackServer(
@@ -489,7 +611,7 @@ def login(settings: LoginSettings) -> Token:
         if settings.preflight and settings.opener is None:
             # Only when a person is to use the URL: a programmatic opener (a test, a
             # custom launcher) sees the federation's answer itself.
-            preflight(settings, redirect_uri)
+            preflight(settings, redirect_uri, federation)
         url = build_authorize_url(
             federation,
             client_id=settings.client_id,
@@ -497,6 +619,8 @@ def login(settings: LoginSettings) -> Token:
             state=state,
             challenge=challenge,
             federation_id=settings.federation_id,
+            scopes=settings.scopes,
+            params=settings.params,
         )
         log.info("login: authorization URL %s", redact_url(url))
         reason: Optional[str] = None
@@ -550,7 +674,8 @@ def login(settings: LoginSettings) -> Token:
         callback = server.wait(deadline)
         if paste is not None:
             paste.stop()  # the terminal is the user's again while the code is exchanged
-        if callback.kind is CallbackKind.WRONG_ISSUER:
+        missing_iss = federation.iss_required and callback.iss is None
+        if callback.kind is CallbackKind.WRONG_ISSUER or missing_iss:
             server.finish(
                 server.failure(
                     "Login rejected",
@@ -558,10 +683,7 @@ def login(settings: LoginSettings) -> Token:
                     "Start the login again; if this repeats, report it to your administrator.",
                 )
             )
-            raise LoginError(
-                "the authorization response names another issuer (RFC 9207); it was "
-                "rejected as a possible mix-up attack. Check the federation endpoint"
-            )
+            raise LoginError(_issuer_problem(federation, missing=missing_iss))
         if callback.kind is CallbackKind.ERROR:
             assert callback.error is not None
             detail = callback.error + (
@@ -589,6 +711,7 @@ def login(settings: LoginSettings) -> Token:
                 verifier=verifier,
                 deadline=deadline,
                 verify=settings.verify,
+                client_secret=settings.client_secret,
             )
         except FedbearerError:
             server.finish(

@@ -21,8 +21,9 @@ import hmac
 import ipaddress
 import json
 import math
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -32,6 +33,7 @@ from ._exceptions import (
     InvalidClientError,
     InvalidGrantError,
     InvalidTokenResponseError,
+    RevocationError,
     TokenDataError,
     TokenEndpointError,
 )
@@ -59,13 +61,27 @@ _REDACTED = "REDACTED"
 
 @dataclass(frozen=True)
 class Federation:
-    """Where a federation lives: the normalised endpoint and the URLs derived from it."""
+    """Where a federation lives: the normalised endpoint and the URLs derived from it.
 
+    For a Nebius federation every URL derives from the endpoint (:func:`federation_for`);
+    another OpenID provider names them itself, in its discovery document or as given
+    (:func:`provider_federation`).
+    """
+
+    #: What the user is told they log in to: the federation endpoint, or the issuer.
     endpoint: str
     authorize_url: str
     token_url: str
-    #: Values accepted for ``iss`` in the callback (RFC 9207): the endpoint and its origin.
+    #: Values accepted for ``iss`` in the callback (RFC 9207): the endpoint and its origin,
+    #: or exactly the provider's issuer (empty when none is known: any ``iss`` is refused).
     issuers: frozenset[str]
+    #: The RFC 7009 revocation endpoint, ``None`` when the provider has none.
+    revocation_url: Optional[str] = None
+    #: The provider's issuer identifier, when known (discovery, or given).
+    issuer: Optional[str] = None
+    #: The provider declared ``authorization_response_iss_parameter_supported``: a callback
+    #: without ``iss`` is then refused (RFC 9207 §2.4).
+    iss_required: bool = False
 
 
 #: The host names of a loopback redirect URI (RFC 8252 §7.3 literals, and §8.3's
@@ -122,12 +138,7 @@ def normalize_endpoint(federation_endpoint: str, *, allow_insecure_http: bool = 
     if not parts.hostname:
         raise ConfigurationError(f"federation_endpoint {federation_endpoint!r} has no host name")
     if scheme == "http" and not allow_insecure_http and not is_loopback_host(parts.hostname):
-        raise ConfigurationError(
-            f"federation_endpoint {federation_endpoint.strip()!r} uses plain http:// on another "
-            "machine: the login code and the tokens would cross the network unencrypted. Use "
-            "https://, or, only on a network you trust, pass allow_insecure_http=True "
-            "(--allow-insecure-http)"
-        )
+        raise _plain_http_refused("federation_endpoint", federation_endpoint.strip())
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError("federation_endpoint must not contain user credentials")
     if parts.query or parts.fragment:
@@ -141,6 +152,176 @@ def normalize_endpoint(federation_endpoint: str, *, allow_insecure_http: bool = 
     netloc = host if port is None else f"{host}:{port}"
     path = parts.path.rstrip("/")
     return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def _plain_http_refused(what: str, url: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{what} {url!r} uses plain http:// on another "
+        "machine: the login code and the tokens would cross the network unencrypted. Use "
+        "https://, or, only on a network you trust, pass allow_insecure_http=True "
+        "(--allow-insecure-http)"
+    )
+
+
+def check_url(
+    url: object, what: str, *, allow_insecure_http: bool = False, query: bool = True
+) -> str:
+    """``url`` when it can be a provider's endpoint or issuer; it is kept exactly as given.
+
+    An absolute ``https://`` URL with a host; ``http://`` only on this machine (loopback)
+    or with ``allow_insecure_http`` (RFC 9700 §2.6, as for a federation endpoint). No user
+    info, no fragment (RFC 6749 §3.1), no white space or control characters; a query only
+    when ``query`` (an endpoint may have one, RFC 6749 §3.1; an issuer may not, RFC 8414
+    §2). Raises :class:`~fedbearer.ConfigurationError` naming ``what``.
+    """
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"{what} must be a non-empty URL string")
+    if not url.isascii() or not url.isprintable() or any(ch.isspace() for ch in url):
+        raise ConfigurationError(
+            f"{what} must be a URL without white space, control or non-ASCII characters"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port number
+    except ValueError as exc:
+        raise ConfigurationError(f"{what} {url[:200]!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{what} {url[:200]!r} must be an absolute https:// URL")
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback_host(parts.hostname):
+        raise _plain_http_refused(what, url[:200])
+    if "@" in parts.netloc:
+        raise ConfigurationError(f"{what} must not contain user credentials")
+    if parts.fragment or "#" in url or (parts.query and not query):
+        allowed = "a fragment" if query else "a query or fragment"
+        raise ConfigurationError(f"{what} {url[:200]!r} must not contain {allowed}")
+    return url
+
+
+def provider_federation(
+    *,
+    authorization_endpoint: object,
+    token_endpoint: object,
+    revocation_endpoint: object = None,
+    issuer: object = None,
+    iss_required: bool = False,
+    allow_insecure_http: bool = False,
+) -> Federation:
+    """The endpoints of an OpenID provider other than a Nebius federation, checked.
+
+    Each URL passes :func:`check_url` and is used exactly as given. With an ``issuer``,
+    the callback's ``iss`` must equal it (RFC 9207 §2.4: simple string comparison); without
+    one, a callback that carries ``iss`` cannot be checked and is refused.
+    """
+    authorize_url = check_url(
+        authorization_endpoint, "authorization_endpoint", allow_insecure_http=allow_insecure_http
+    )
+    token_url = check_url(token_endpoint, "token_endpoint", allow_insecure_http=allow_insecure_http)
+    revocation_url = (
+        None
+        if revocation_endpoint is None
+        else check_url(
+            revocation_endpoint, "revocation_endpoint", allow_insecure_http=allow_insecure_http
+        )
+    )
+    checked_issuer = (
+        None
+        if issuer is None
+        else check_url(issuer, "issuer", allow_insecure_http=allow_insecure_http, query=False)
+    )
+    return Federation(
+        endpoint=checked_issuer or authorize_url.split("?", 1)[0],
+        authorize_url=authorize_url,
+        token_url=token_url,
+        issuers=frozenset() if checked_issuer is None else frozenset({checked_issuer}),
+        revocation_url=revocation_url,
+        issuer=checked_issuer,
+        iss_required=iss_required,
+    )
+
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+#: Authorization request parameters fedbearer sets itself, which ``params`` may not name:
+#: the flow's own (RFC 6749 §4.1.1, RFC 7636 §4.3), and those that would move the answer
+#: away from the loopback query (``response_mode``) or replace the whole request
+#: (``request``, ``request_uri``: RFC 9101).
+RESERVED_PARAMS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "scope",
+        "state",
+        "redirect_uri",
+        "code_challenge",
+        "code_challenge_method",
+        "response_mode",
+        "request",
+        "request_uri",
+    }
+)
+
+
+def scope_tokens(scopes: object) -> tuple[str, ...]:
+    """The scopes to request, in order, each once (RFC 6749 §3.3).
+
+    A string is split on white space (``"openid profile"``); otherwise an iterable of
+    strings. Each must be a non-empty RFC 6749 scope-token; at least one is needed.
+    """
+    if isinstance(scopes, str):
+        items: list[object] = list(scopes.split())
+    else:
+        items = _items(scopes, "scopes must be a string or a sequence of strings")
+    for scope in items:
+        if not isinstance(scope, str) or not _SCOPE_TOKEN.fullmatch(scope):
+            raise ConfigurationError(
+                f"scope {str(scope)[:100]!r} is not an RFC 6749 scope token (printable ASCII, "
+                "no space, no '\"' or '\\')"
+            )
+    if not items:
+        raise ConfigurationError("scopes is empty; request at least one, such as 'openid'")
+    return tuple(dict.fromkeys(items))  # type: ignore[arg-type]
+
+
+def _items(value: object, expected: str) -> list[object]:
+    """``value`` as a list, or a :class:`~fedbearer.ConfigurationError` saying ``expected``."""
+    try:
+        items: list[object] = list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigurationError(f"{expected}, not {type(value).__name__}") from None
+    return items
+
+
+def authorization_params(params: object) -> tuple[tuple[str, str], ...]:
+    """Extra authorization request parameters as ``(name, value)`` pairs, in order.
+
+    ``None``, a mapping or an iterable of pairs. Names are printable, non-empty, not
+    repeated (RFC 6749 §3.1) and not one of :data:`RESERVED_PARAMS`; values are printable
+    strings.
+    """
+    if params is None:
+        return ()
+    expected = "params must be a mapping or (name, value) pairs"
+    if isinstance(params, (str, bytes)):
+        raise ConfigurationError(f"{expected}, not a string")
+    pairs = list(params.items()) if isinstance(params, Mapping) else _items(params, expected)
+    result: list[tuple[str, str]] = []
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ConfigurationError("params must be a mapping or (name, value) pairs")
+        name, value = pair
+        if not isinstance(name, str) or not name or not name.isprintable():
+            raise ConfigurationError(f"params name {name!r} must be a non-empty printable string")
+        if name in RESERVED_PARAMS:
+            raise ConfigurationError(
+                f"params may not set {name!r}: fedbearer sets it (scopes go in scopes=)"
+            )
+        if any(name == seen for seen, _ in result):
+            raise ConfigurationError(f"params names {name!r} twice (RFC 6749 §3.1)")
+        if not isinstance(value, str) or not value.isprintable():
+            raise ConfigurationError(f"params value of {name!r} must be a printable string")
+        result.append((name, value))
+    return tuple(result)
 
 
 def federation_for(federation_endpoint: str, *, allow_insecure_http: bool = False) -> Federation:
@@ -195,27 +376,33 @@ def build_authorize_url(
     state: str,
     challenge: str,
     federation_id: str,
+    scopes: Sequence[str] = ("openid",),
+    params: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The authorization request URL (RFC 6749 §4.1.1 + RFC 7636 §4.3).
 
     Exactly the reference's parameters, in its order; ``federation-id`` is omitted when the id
-    is empty. oauthlib's ``prepare_grant_uri`` refuses ``http://`` endpoints unless a
-    process-wide switch is set, so the query is assembled with its transport-neutral helper.
+    is empty. Another provider's ``scopes`` take the place of ``openid``, and its extra
+    ``params`` (already checked: :func:`authorization_params`) follow, in order. oauthlib's
+    ``prepare_grant_uri`` refuses ``http://`` endpoints unless a process-wide switch is set,
+    so the query is assembled with its transport-neutral helper, which keeps a query the
+    endpoint has (RFC 6749 §3.1).
     """
     from oauthlib.common import add_params_to_uri
 
-    params = [
+    pairs = [
         ("response_type", "code"),
         ("client_id", client_id),
-        ("scope", "openid"),
+        ("scope", " ".join(scopes)),
         ("state", state),
         ("redirect_uri", redirect_uri),
         ("code_challenge", challenge),
         ("code_challenge_method", "S256"),
     ]
     if federation_id:
-        params.append(("federation-id", federation_id))
-    url = add_params_to_uri(federation.authorize_url, params)
+        pairs.append(("federation-id", federation_id))
+    pairs.extend(params)
+    url = add_params_to_uri(federation.authorize_url, pairs)
     assert isinstance(url, str)
     return url
 
@@ -260,6 +447,8 @@ class Callback:
     error: Optional[str] = None
     error_description: Optional[str] = None
     error_uri: Optional[str] = None
+    #: The ``iss`` it carried (already checked against the accepted issuers), or ``None``.
+    iss: Optional[str] = None
 
     @property
     def decisive(self) -> bool:
@@ -302,9 +491,10 @@ def parse_callback(query: str, *, state: str, issuers: frozenset[str]) -> Callba
             error=_clean_text(params["error"], 100) or "unknown_error",
             error_description=_clean_text(params.get("error_description"), 300),
             error_uri=_clean_text(params.get("error_uri"), 300),
+            iss=iss,
         )
     if params.get("code"):
-        return Callback(CallbackKind.CODE, code=params["code"])
+        return Callback(CallbackKind.CODE, code=params["code"], iss=iss)
     return Callback(CallbackKind.MALFORMED)
 
 
@@ -380,8 +570,17 @@ def authorize_answer_problem(
 # ----------------------------------------------------------------------- token request
 
 
-def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, verifier: str) -> str:
-    """Form body of the code exchange (RFC 6749 §4.1.3, RFC 7636 §4.5). Public client."""
+def authorization_code_body(
+    *,
+    code: str,
+    redirect_uri: str,
+    client_id: str,
+    verifier: str,
+    client_secret: Optional[str] = None,
+) -> str:
+    """Form body of the code exchange (RFC 6749 §4.1.3, RFC 7636 §4.5). Public client; a
+    ``client_secret`` only for a provider that gives native apps one it does not treat as
+    confidential and still asks for (Google), sent in the body (RFC 6749 §2.3.1)."""
     from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
     body = prepare_token_request(
@@ -390,16 +589,24 @@ def authorization_code_body(*, code: str, redirect_uri: str, client_id: str, ver
         redirect_uri=redirect_uri,
         client_id=client_id,
         code_verifier=verifier,
+        client_secret=client_secret,
     )
     assert isinstance(body, str)
     return body
 
 
-def refresh_token_body(*, refresh_token: str, client_id: str) -> str:
+def refresh_token_body(
+    *, refresh_token: str, client_id: str, client_secret: Optional[str] = None
+) -> str:
     """Form body of a refresh (RFC 6749 §6). No scope: the original scope is kept."""
     from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
-    body = prepare_token_request("refresh_token", refresh_token=refresh_token, client_id=client_id)
+    body = prepare_token_request(
+        "refresh_token",
+        refresh_token=refresh_token,
+        client_id=client_id,
+        client_secret=client_secret,
+    )
     assert isinstance(body, str)
     return body
 
@@ -455,9 +662,8 @@ def token_error(status: int, body: bytes, *, secrets_: tuple[str, ...] = ()) -> 
     status make it into the message; the body itself never does. ``error_uri`` is
     scrubbed like the description: a server may echo the request into it too.
     """
-    data = _json_object(body)
-    error = data.get("error") if data is not None else None
-    if not isinstance(error, str) or not error:
+    fields = _error_fields(body, secrets_)
+    if fields is None:
         kind = "an error page" if body.lstrip()[:1] == b"<" else "no OAuth error code"
         return TokenEndpointError(
             f"token endpoint failed with HTTP {status} ({kind}); "
@@ -468,16 +674,77 @@ def token_error(status: int, body: bytes, *, secrets_: tuple[str, ...] = ()) -> 
             ),
             status=status,
         )
-    assert data is not None
+    code, desc, uri = fields
+    cls, hint = _TOKEN_ERRORS.get(code, (TokenEndpointError, "check the federation settings"))
+    detail = f"{code}: {desc}" if desc else code
+    return cls(
+        f"token endpoint refused the request (HTTP {status}, {detail}); {hint}",
+        status=status,
+        error=code,
+        error_description=desc,
+        error_uri=uri,
+    )
+
+
+def _error_fields(
+    body: bytes, secrets_: tuple[str, ...]
+) -> Optional[tuple[str, Optional[str], Optional[str]]]:
+    """``(error, description, uri)`` of an RFC 6749 §5.2 error body, cleaned, bounded and
+    scrubbed of ``secrets_`` (a server may echo the request); ``None`` when it has none."""
+    data = _json_object(body)
+    error = data.get("error") if data is not None else None
+    if data is None or not isinstance(error, str) or not error:
+        return None
     code = _clean_text(error, 100) or "unknown_error"
     raw_desc = data.get("error_description")
     desc = scrub(_clean_text(raw_desc if isinstance(raw_desc, str) else None, 300), secrets_)
     raw_uri = data.get("error_uri")
     uri = scrub(_clean_text(raw_uri if isinstance(raw_uri, str) else None, 300), secrets_)
-    cls, hint = _TOKEN_ERRORS.get(code, (TokenEndpointError, "check the federation settings"))
+    return code, desc, uri
+
+
+# ------------------------------------------------------------------------ revocation
+
+#: ``token_type_hint`` values (RFC 7009 §2.1), in the order a logout revokes them: the
+#: refresh token first, since its revocation SHOULD end the access tokens of its grant too.
+REVOCATION_ORDER = ("refresh_token", "access_token")
+
+
+def revocation_body(
+    *, token: str, token_type_hint: str, client_id: str, client_secret: Optional[str] = None
+) -> str:
+    """Form body of a revocation request (RFC 7009 §2.1), identifying a public client by
+    ``client_id`` (RFC 6749 §3.2.1), with the ``client_secret`` when there is one."""
+    pairs = [("token", token), ("token_type_hint", token_type_hint), ("client_id", client_id)]
+    if client_secret is not None:
+        pairs.append(("client_secret", client_secret))
+    return urlencode(pairs)
+
+
+def parse_revocation_response(
+    status: int, body: bytes, *, token_type_hint: str, secrets_: tuple[str, ...] = ()
+) -> bool:
+    """Whether the token is revoked: True on 200 (RFC 7009 §2.2: also for a token the
+    server no longer knows), False on ``unsupported_token_type`` (the server cannot revoke
+    that kind of token, §2.2.1). Anything else is a :class:`~fedbearer.RevocationError`
+    carrying the status and error code, never the body.
+    """
+    if status == 200:
+        return True
+    fields = _error_fields(body, secrets_)
+    if fields is not None and fields[0] == "unsupported_token_type":
+        return False
+    what = token_type_hint.replace("_", " ")
+    if fields is None:
+        retry = "try again later" if status >= 500 else "check the revocation endpoint"
+        raise RevocationError(
+            f"revocation endpoint failed to revoke the {what} with HTTP {status}; {retry}",
+            status=status,
+        )
+    code, desc, uri = fields
     detail = f"{code}: {desc}" if desc else code
-    return cls(
-        f"token endpoint refused the request (HTTP {status}, {detail}); {hint}",
+    raise RevocationError(
+        f"revocation endpoint refused to revoke the {what} (HTTP {status}, {detail})",
         status=status,
         error=code,
         error_description=desc,

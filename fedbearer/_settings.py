@@ -1,6 +1,7 @@
 """One login's settings as one immutable value, validated once where it is built.
 
-:class:`LoginSettings` holds who logs in (client id, federation endpoint and id, profile)
+:class:`LoginSettings` holds who logs in (client id, federation endpoint and id, profile;
+or, for another OpenID provider, its issuer or endpoints, scopes and extra parameters)
 and how (writer, browser, timeout, callback port, TLS verification, interactivity). The
 public entry points (:class:`~fedbearer.FederationAuth`, :class:`~fedbearer.Bearer`,
 :func:`~fedbearer.authorize`) build one and pass it whole; nothing below them validates an
@@ -12,13 +13,21 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Optional, Union
+from typing import IO, TYPE_CHECKING, Literal, Optional, Union
 
-from ._cache import cache_key
+from ._cache import cache_key, provider_cache_key
 from ._exceptions import ConfigurationError
-from ._protocol import Federation, federation_for
+from ._protocol import (
+    Federation,
+    authorization_params,
+    check_url,
+    federation_for,
+    provider_federation,
+    scope_tokens,
+)
 
 if TYPE_CHECKING:
     from ._browser import Opener
@@ -34,7 +43,12 @@ INTERACTIVE_ENV = "FEDBEARER_INTERACTIVE"
 #: TLS verification for the token endpoint, as in ``requests``: a bool or a CA bundle path.
 Verify = Union[bool, str]
 
+#: Where the endpoints come from: a Nebius ``federation`` endpoint, ``endpoints`` given
+#: one by one, or the ``discovery`` document of an issuer.
+ProviderKind = Literal["federation", "endpoints", "discovery"]
+
 _FALSE = frozenset({"0", "false", "no", "off"})
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,1024}")
 _TRUE = frozenset({"1", "true", "yes", "on", ""})
 
 #: ``interactive_source`` of settings made non-interactive by fedbearer's pytest plugin.
@@ -142,12 +156,27 @@ class LoginSettings:
     Built once (by :class:`~fedbearer.FederationAuth`, :class:`~fedbearer.Bearer` or
     :func:`~fedbearer.authorize`) and validated as it is built; a bad value raises
     :class:`~fedbearer.ConfigurationError` naming the setting. The fields are those of
-    :class:`~fedbearer.Bearer`; these are derived:
+    :class:`~fedbearer.Bearer`, and for an OpenID provider other than a Nebius federation
+    (:meth:`FederationAuth.from_issuer <fedbearer.FederationAuth.from_issuer>`,
+    :meth:`~fedbearer.FederationAuth.from_endpoints`): ``issuer``, or
+    ``authorization_endpoint`` and ``token_endpoint`` (and ``revocation_endpoint``);
+    ``scopes`` (normalised to a tuple, each once) and ``params`` (extra authorization
+    request parameters, normalised to ``(name, value)`` pairs); ``client_secret`` (only for a
+    provider that gives native apps a secret it does not treat as confidential and still
+    asks for, as Google does; never shown in ``repr``). These are derived:
 
+    ``kind``
+        Where the endpoints come from (:data:`ProviderKind`): ``federation`` (a Nebius
+        federation endpoint, the reference's wire protocol), ``endpoints`` (another OpenID
+        provider's ``authorization_endpoint`` and ``token_endpoint``, given) or
+        ``discovery`` (another provider's ``issuer``, whose discovery document is read at
+        the first login that needs it).
     ``federation``
-        The normalised endpoint and the URLs derived from it.
+        The normalised endpoint and the URLs derived from it; ``None`` until discovery
+        (see :func:`fedbearer._login.endpoints`).
     ``cache_key``
-        The token cache key (:func:`~fedbearer.cache_key`).
+        The token cache key: :func:`~fedbearer.cache_key` for a Nebius federation,
+        :func:`~fedbearer._cache.provider_cache_key` for another provider.
     ``interactive``
         Resolved: ``None`` becomes what :func:`interactive_from_env` says
         (``$FEDBEARER_INTERACTIVE``, the pytest plugin, ``CI=true``, else on);
@@ -157,7 +186,7 @@ class LoginSettings:
     """
 
     client_id: str
-    federation_endpoint: str
+    federation_endpoint: str = ""
     federation_id: str = ""
     profile: str = "default"
     writer: Optional[IO[str]] = None
@@ -170,7 +199,15 @@ class LoginSettings:
     app_name: str = "fedbearer"
     allow_insecure_http: bool = False
     preflight: bool = True
-    federation: Federation = field(init=False, repr=False, compare=False)
+    scopes: tuple[str, ...] = ("openid",)
+    params: tuple[tuple[str, str], ...] = ()
+    issuer: Optional[str] = None
+    authorization_endpoint: Optional[str] = None
+    token_endpoint: Optional[str] = None
+    revocation_endpoint: Optional[str] = None
+    client_secret: Optional[str] = field(default=None, repr=False)
+    kind: ProviderKind = field(init=False, repr=False, compare=False)
+    federation: Optional[Federation] = field(init=False, repr=False, compare=False)
     cache_key: str = field(init=False, repr=False, compare=False)
     interactive_source: str = field(default="interactive=False", repr=False, compare=False)
 
@@ -187,11 +224,22 @@ class LoginSettings:
             raise ConfigurationError("profile is empty; pass a profile name such as 'default'")
         if not isinstance(self.federation_id, str):
             raise ConfigurationError("federation_id must be a string (empty to omit it)")
-        put(
-            "federation",
-            federation_for(self.federation_endpoint, allow_insecure_http=self.allow_insecure_http),
-        )
-        put("cache_key", cache_key(self.federation_endpoint, self.federation_id, self.profile))
+        if self.client_secret is not None and (
+            not isinstance(self.client_secret, str)
+            or not _VISIBLE_ASCII.fullmatch(self.client_secret)
+        ):
+            raise ConfigurationError("client_secret must be a string of visible ASCII characters")
+        put("scopes", scope_tokens(self.scopes))
+        put("params", authorization_params(self.params))
+        if (
+            self.issuer is None
+            and self.authorization_endpoint is None
+            and self.token_endpoint is None
+            and self.revocation_endpoint is None
+        ):
+            self._nebius_federation(put)
+        else:
+            self._other_provider(put)
         put("timeout", check_timeout(self.timeout))
         put("port", check_port(self.port) if self.port is not None else callback_port_from_env())
         if self.interactive is None:
@@ -206,3 +254,73 @@ class LoginSettings:
             raise ConfigurationError("opener must be a callable opener(url) -> bool | None")
         if not isinstance(self.verify, (bool, str)):
             raise ConfigurationError("verify must be True, False or a CA bundle path")
+
+    def _nebius_federation(self, put: Callable[[str, object], None]) -> None:
+        """A Nebius federation: the reference's request, byte for byte, and its cache key."""
+        if self.scopes != ("openid",) or self.params or self.client_secret is not None:
+            raise ConfigurationError(
+                "scopes, params and client_secret are for other OpenID providers: a Nebius "
+                "federation is asked for scope openid and its federation-id only. For another "
+                "provider use FederationAuth.from_issuer or FederationAuth.from_endpoints"
+            )
+        put("kind", "federation")
+        put(
+            "federation",
+            federation_for(self.federation_endpoint, allow_insecure_http=self.allow_insecure_http),
+        )
+        put("cache_key", cache_key(self.federation_endpoint, self.federation_id, self.profile))
+
+    def _other_provider(self, put: Callable[[str, object], None]) -> None:
+        """Another OpenID provider: its endpoints given, or its issuer to discover them from."""
+        if self.federation_endpoint or self.federation_id:
+            raise ConfigurationError(
+                "federation_endpoint and federation_id name a Nebius federation; another "
+                "provider is named by its issuer or its endpoints (a federation-id it needs "
+                "goes into params)"
+            )
+        insecure = self.allow_insecure_http
+        if self.authorization_endpoint is not None or self.token_endpoint is not None:
+            if self.authorization_endpoint is None or self.token_endpoint is None:
+                raise ConfigurationError(
+                    "pass both authorization_endpoint and token_endpoint (or an issuer alone, "
+                    "to read them from its discovery document)"
+                )
+            federation: Optional[Federation] = provider_federation(
+                authorization_endpoint=self.authorization_endpoint,
+                token_endpoint=self.token_endpoint,
+                revocation_endpoint=self.revocation_endpoint,
+                issuer=self.issuer,
+                allow_insecure_http=insecure,
+            )
+            put("kind", "endpoints")
+        else:
+            if self.revocation_endpoint is not None:
+                raise ConfigurationError(
+                    "revocation_endpoint goes with authorization_endpoint and token_endpoint; "
+                    "with an issuer alone it comes from the discovery document"
+                )
+            check_url(self.issuer, "issuer", allow_insecure_http=insecure, query=False)
+            federation = None  # read from the discovery document when first needed
+            put("kind", "discovery")
+        put("federation", federation)
+        put(
+            "cache_key",
+            provider_cache_key(
+                self.client_id,
+                self.profile,
+                issuer=self.issuer,
+                authorization_endpoint=None if federation is None else federation.authorize_url,
+                token_endpoint=None if federation is None else federation.token_url,
+                scopes=self.scopes,
+                params=self.params,
+            ),
+        )
+
+    @property
+    def provider(self) -> str:
+        """The provider as the user knows it: the federation endpoint as normalised, the
+        issuer, or the authorization endpoint."""
+        if self.federation is not None:
+            return self.federation.endpoint
+        assert self.issuer is not None
+        return self.issuer

@@ -12,6 +12,7 @@ on CI's Linux (``sys.platform == "win32"``) stay plain ``skipif`` marks.
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import shlex
 import socket
@@ -19,11 +20,11 @@ import sys
 import threading
 import time
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
-from fedbearer import _bearer, _cache, _login, _protocol
+from fedbearer import FederationAuth, MemoryTokenCache, _bearer, _cache, _login, _protocol
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 _ENV_TO_CLEAR = (
@@ -85,7 +86,8 @@ def import_or_fail(name: str, hint: str = "run `pip install -e '.[test]'`") -> M
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
-    """No test reads or writes the real ~/.nebius, or sees the developer's SSH/BROWSER."""
+    """No test reads or writes the real ~/.nebius or ~/.cache/fedbearer, or sees the
+    developer's SSH/BROWSER."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     for name in _ENV_TO_CLEAR:
@@ -114,6 +116,46 @@ def federation():
 @pytest.fixture
 def browser():
     return ProgrammaticBrowser()
+
+
+@pytest.fixture
+def make_provider():
+    """Factory: a started LocalFederation playing an OpenID provider other than a Nebius
+    federation (no federation-id check unless asked for), closed after the test."""
+    started: list[LocalFederation] = []
+
+    def make(**options: Any) -> LocalFederation:
+        options.setdefault("federation_id", None)
+        fed = LocalFederation(**options).start()
+        started.append(fed)
+        return fed
+
+    yield make
+    for fed in started:
+        fed.close()
+
+
+def provider_options(**kwargs: Any) -> dict[str, Any]:
+    """Keyword arguments for a test login without a person: a programmatic browser, a
+    private writer, a short timeout and a cache in memory, unless given."""
+    kwargs.setdefault("opener", ProgrammaticBrowser())
+    kwargs.setdefault("writer", io.StringIO())
+    kwargs.setdefault("timeout", 10)
+    kwargs.setdefault("cache", MemoryTokenCache())
+    return kwargs
+
+
+def nebius_auth(fed: LocalFederation, **kwargs: Any) -> FederationAuth:
+    """``FederationAuth`` for ``fed`` as a Nebius federation, logging in without a person;
+    the default cache (``~/.nebius/credentials.yaml`` under the test's HOME) unless given."""
+    kwargs.setdefault("opener", ProgrammaticBrowser())
+    kwargs.setdefault("writer", io.StringIO())
+    return FederationAuth(fed.client_id, fed.endpoint, fed.federation_id or "", **kwargs)
+
+
+def from_issuer(fed: LocalFederation, **kwargs: Any) -> FederationAuth:
+    """``FederationAuth.from_issuer`` for ``fed`` with :func:`provider_options`."""
+    return FederationAuth.from_issuer(fed.issuer, fed.client_id, **provider_options(**kwargs))
 
 
 def login_threads() -> list[threading.Thread]:

@@ -39,6 +39,7 @@ from fedbearer import (
     cache_key,
     default_cache,
 )
+from fedbearer._cache import provider_cache, provider_cache_file, provider_cache_key
 
 from .conftest import skip_or_fail
 from .keyring_backends import DirectoryKeyring
@@ -105,6 +106,88 @@ def test_cache_key_keeps_configured_strings_verbatim():
         assert cache_key("https://a.example/", "", "p") == "federation/https://a.example///p"
 
 
+PROVIDER = {"client_id": "cli", "profile": "default", "issuer": "https://kc.example.com/realms/x"}
+
+
+def test_provider_cache_key_is_readable_and_splits_one_way():
+    key = provider_cache_key(**PROVIDER, scopes=("openid", "profile"))
+    prefix, host, digest, profile = key.split("/")
+    assert (prefix, host, profile) == ("oidc", "kc.example.com", "default")
+    assert len(digest) == 32 and set(digest) <= set("0123456789abcdef")
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [
+        ({"scopes": ("profile", "openid")}, True),  # a set: order does not matter
+        ({"scopes": ("openid", "profile", "profile")}, True),
+        ({"scopes": ("openid",)}, False),
+        ({"scopes": ("openid", "profile", "email")}, False),
+        ({"client_id": "other"}, False),
+        ({"issuer": "https://kc.example.com/realms/y"}, False),
+        ({"issuer": "https://kc.example.com/realms/x/"}, False),
+        ({"params": (("audience", "api"),)}, False),
+        ({"profile": "dev"}, False),
+        (
+            {
+                "authorization_endpoint": "https://kc.example.com/a",
+                "token_endpoint": "https://kc.example.com/t",
+            },
+            False,
+        ),
+    ],
+)
+def test_provider_cache_key_changes_with_everything_the_token_is_for(change, same):
+    base = provider_cache_key(**PROVIDER, scopes=("openid", "profile"))
+    changed = provider_cache_key(**{**PROVIDER, "scopes": ("openid", "profile"), **change})
+    assert (changed == base) is same
+
+
+def test_provider_cache_key_cannot_be_forged_by_joining_fields():
+    # Every field is hashed as JSON, so moving text from one field to another changes it.
+    one = provider_cache_key("a b", "p", issuer="https://x.example", scopes=("c",))
+    two = provider_cache_key("a", "p", issuer="https://x.example", scopes=("b", "c"))
+    assert one != two
+
+
+@pytest.mark.parametrize("profile", ["a/b", "line\nbreak"])
+def test_provider_cache_key_refuses_an_ambiguous_profile(profile):
+    with pytest.raises(fedbearer.ConfigurationError, match="profile"):
+        provider_cache_key("cli", profile, issuer="https://x.example")
+
+
+@pytest.mark.parametrize(
+    ("xdg", "expected"),
+    [
+        (None, "{home}/.cache/fedbearer/tokens.yaml"),
+        ("", "{home}/.cache/fedbearer/tokens.yaml"),
+        ("relative/dir", "{home}/.cache/fedbearer/tokens.yaml"),  # never below the cwd
+        ("/var/cache/me", "/var/cache/me/fedbearer/tokens.yaml"),
+    ],
+)
+def test_provider_cache_file_follows_xdg_and_ignores_a_relative_one(
+    monkeypatch, tmp_path, xdg, expected
+):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert provider_cache_file() == expected.format(home=tmp_path)
+
+
+def test_provider_cache_is_a_private_file_of_its_own(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cache = provider_cache()
+    cache.put("oidc/x/y/default", tok())
+    path = tmp_path / ".cache" / "fedbearer" / "tokens.yaml"
+    assert cache.path == str(path) and cache.get("oidc/x/y/default") == tok()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert not (tmp_path / ".nebius").exists()
+
+
 @pytest.mark.parametrize("factory", [FileTokenCache, MemoryTokenCache, NoTokenCache])
 def test_every_cache_satisfies_the_protocol(factory):
     assert isinstance(factory(), TokenCache)
@@ -119,6 +202,7 @@ def test_construction_does_no_io(monkeypatch):
     FileTokenCache()
     FileTokenCache("/nonexistent/x.yaml", lock_timeout=0)
     default_cache()
+    provider_cache()
     MemoryTokenCache()
     NoTokenCache()
 

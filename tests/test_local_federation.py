@@ -22,7 +22,7 @@ import pytest
 import requests
 
 import fedbearer._clock
-from fedbearer.testing import LocalFederation, ProgrammaticBrowser
+from fedbearer.testing import Layout, LocalFederation, ProgrammaticBrowser
 
 # RFC 7636 Appendix B: an independent vector, so the server is not checked against itself.
 RFC_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -1040,3 +1040,270 @@ def test_browser_refuses_non_http_urls() -> None:
     assert browser.join(5)
     assert isinstance(browser.error, ValueError)
     assert browser.last_body is None
+
+
+# -- other providers' layouts, discovery, scopes, revocation -----------------------------------
+
+
+def revoke(
+    session: requests.Session,
+    fed: LocalFederation,
+    token_value: Optional[str],
+    **overrides: Optional[str],
+) -> requests.Response:
+    form: dict[str, Optional[str]] = {
+        "token": token_value,
+        "token_type_hint": "refresh_token",
+        "client_id": fed.client_id,
+        **overrides,
+    }
+    assert fed.revocation_url is not None
+    data = {k: v for k, v in form.items() if v is not None}
+    return session.post(fed.revocation_url, data=data, timeout=5)
+
+
+def login_tokens(session: requests.Session, fed: LocalFederation, **overrides: Any) -> dict:
+    response = exchange(session, fed, get_code(fed, **overrides))
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.mark.parametrize("layout", sorted(LocalFederation.LAYOUTS))
+def test_every_layout_serves_its_document_and_a_whole_login_at_its_paths(
+    make_fed: Callable[..., LocalFederation], session: requests.Session, layout: str
+) -> None:
+    fed = make_fed(layout=layout)
+    assert fed.discovery_url is not None
+    document = session.get(fed.discovery_url, timeout=5).json()
+    assert document["issuer"] == fed.issuer
+    assert document["authorization_endpoint"] == fed.authorize_url
+    assert document["token_endpoint"] == fed.token_url
+    assert document.get("revocation_endpoint") == fed.revocation_url
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert fed.discovery_requests == 1
+    _, headers, _ = authorize(fed)
+    assert callback_params(headers["Location"])["iss"] == fed.issuer
+    body = login_tokens(session, fed)
+    assert whoami(session, fed, body["access_token"]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("layout", "issuer_path", "authorize_path"),
+    [
+        ("keycloak", "/realms/fedbearer", "/realms/fedbearer/protocol/openid-connect/auth"),
+        ("okta", "/oauth2/default", "/oauth2/default/v1/authorize"),
+        ("google", "", "/o/oauth2/v2/auth"),
+        ("auth0", "/", "/authorize"),
+    ],
+)
+def test_layouts_put_issuer_and_endpoints_where_the_provider_does(
+    make_fed: Callable[..., LocalFederation], layout: str, issuer_path: str, authorize_path: str
+) -> None:
+    fed = make_fed(layout=layout)
+    origin = fed.origin
+    assert fed.issuer == origin + issuer_path
+    assert fed.authorize_url == origin + authorize_path
+    # The Nebius path is not an endpoint in another layout.
+    assert http_get(origin + "/oauth2/authorize?" + authorize_query(fed))[0] == 404
+
+
+def test_entra_and_dex_layouts_have_no_revocation_endpoint(
+    make_fed: Callable[..., LocalFederation], session: requests.Session
+) -> None:
+    for layout in ("entra", "dex"):
+        fed = make_fed(layout=layout)
+        assert fed.revocation_url is None
+        assert "revocation_endpoint" not in fed.discovery_document()
+
+
+def test_a_custom_layout_puts_the_endpoints_anywhere(
+    make_fed: Callable[..., LocalFederation], session: requests.Session
+) -> None:
+    fed = make_fed(layout=Layout("/idp", "/login/authorize", "/api/token", None))
+    assert fed.issuer == fed.origin + "/idp"
+    assert fed.token_url == fed.origin + "/api/token"
+    assert login_tokens(session, fed)["token_type"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LocalFederation(layout="nowhere"),
+        lambda: Layout(issuer_path="/x/"),
+        lambda: Layout(token_path=""),
+        lambda: Layout(authorize_path="/a?b"),
+        lambda: Layout(revocation_path="relative"),
+        lambda: LocalFederation(layout="keycloak", path_prefix="/fed"),
+        lambda: LocalFederation(discovery="somewhere"),  # type: ignore[arg-type]
+        lambda: LocalFederation(scopes_supported=("profile",)),
+    ],
+)
+def test_bad_layout_options_are_rejected(make: Callable[[], object]) -> None:
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_the_rfc8414_location_can_be_served_instead(
+    make_fed: Callable[..., LocalFederation], session: requests.Session
+) -> None:
+    fed = make_fed(layout="keycloak", discovery="oauth-authorization-server")
+    assert fed.discovery_url == (
+        fed.origin + "/.well-known/oauth-authorization-server/realms/fedbearer"
+    )
+    assert session.get(fed.discovery_url, timeout=5).json()["issuer"] == fed.issuer
+    openid = fed.issuer + "/.well-known/openid-configuration"
+    assert session.get(openid, timeout=5).status_code == 404
+
+
+def test_no_document_is_served_when_discovery_is_off(
+    make_fed: Callable[..., LocalFederation], session: requests.Session
+) -> None:
+    fed = make_fed(discovery=None)
+    assert fed.discovery_url is None
+    url = fed.endpoint + "/.well-known/openid-configuration"
+    assert session.get(url, timeout=5).status_code == 404
+
+
+def test_metadata_adds_replaces_and_removes_document_fields(
+    make_fed: Callable[..., LocalFederation], session: requests.Session
+) -> None:
+    fed = make_fed(
+        metadata={"issuer": "https://elsewhere.example", "revocation_endpoint": None, "x": 1}
+    )
+    assert fed.discovery_url is not None
+    document = session.get(fed.discovery_url, timeout=5).json()
+    assert document["issuer"] == "https://elsewhere.example"
+    assert "revocation_endpoint" not in document and document["x"] == 1
+
+
+def test_granted_scopes_are_those_asked_for_and_unknown_ones_are_refused(
+    fed: LocalFederation, session: requests.Session
+) -> None:
+    body = login_tokens(session, fed, scope="openid profile offline_access")
+    assert body["scope"] == "openid profile offline_access"
+    expected = frozenset({"openid", "profile", "offline_access"})
+    assert fed.granted_scopes(body["access_token"]) == expected
+    assert fed.granted_scopes(body["refresh_token"]) == expected
+    assert fed.granted_scopes("unknown") is None
+    _, headers, _ = authorize(fed, scope="openid admin")
+    params = callback_params(headers["Location"])
+    assert params["error"] == "invalid_scope" and "admin" in params["error_description"]
+
+
+def test_revoking_a_refresh_token_ends_its_grant_and_nothing_else(
+    fed: LocalFederation, session: requests.Session
+) -> None:
+    ours, other = login_tokens(session, fed), login_tokens(session, fed)
+    response = revoke(session, fed, ours["refresh_token"])
+    assert response.status_code == 200 and response.content == b""
+    assert not fed.is_valid(ours["access_token"])  # RFC 7009 §2.1: its access tokens too
+    assert refresh(session, fed, ours["refresh_token"]).json()["error"] == "invalid_grant"
+    assert fed.is_valid(other["access_token"])
+    assert refresh(session, fed, other["refresh_token"]).status_code == 200
+    assert fed.revocation_requests == 1
+    assert fed.revocation_params == [
+        {
+            "token": ours["refresh_token"],
+            "token_type_hint": "refresh_token",
+            "client_id": fed.client_id,
+        }
+    ]
+
+
+def test_revoking_an_access_token_leaves_its_refresh_token(
+    fed: LocalFederation, session: requests.Session
+) -> None:
+    body = login_tokens(session, fed)
+    assert revoke(session, fed, body["access_token"], token_type_hint="access_token").ok
+    assert not fed.is_valid(body["access_token"])
+    assert refresh(session, fed, body["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("hint", [None, "access_token", "refresh_token"])
+def test_the_hint_only_speeds_up_the_search(
+    fed: LocalFederation, session: requests.Session, hint: Optional[str]
+) -> None:
+    body = login_tokens(session, fed)
+    assert revoke(session, fed, body["access_token"], token_type_hint=hint).status_code == 200
+    assert not fed.is_valid(body["access_token"])
+
+
+def test_revoking_an_unknown_token_is_answered_200(
+    fed: LocalFederation, session: requests.Session
+) -> None:
+    assert revoke(session, fed, "never-issued").status_code == 200  # RFC 7009 §2.2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "error"),
+    [
+        ({"client_id": None}, 400, "invalid_request"),
+        ({"client_id": "someone-else"}, 401, "invalid_client"),
+        ({"token": None}, 400, "invalid_request"),
+        ({"token_type_hint": "id_token"}, 400, "invalid_request"),
+    ],
+)
+def test_revocation_requests_are_checked_strictly(
+    fed: LocalFederation,
+    session: requests.Session,
+    overrides: dict[str, Optional[str]],
+    status: int,
+    error: str,
+) -> None:
+    body = login_tokens(session, fed)
+    form = dict(overrides)
+    token_value = form.pop("token", body["access_token"])
+    response = revoke(session, fed, token_value, **form)
+    assert (response.status_code, response.json()["error"]) == (status, error)
+    assert fed.is_valid(body["access_token"])
+
+
+def test_revocation_refuses_repeats_other_encodings_and_get(
+    fed: LocalFederation, session: requests.Session
+) -> None:
+    assert fed.revocation_url is not None
+    repeated = session.post(
+        fed.revocation_url,
+        data=[("token", "a"), ("token", "b"), ("client_id", fed.client_id)],
+        timeout=5,
+    )
+    assert repeated.json()["error"] == "invalid_request"
+    as_json = session.post(fed.revocation_url, json={"token": "a"}, timeout=5)
+    assert as_json.json()["error"] == "invalid_request"
+    assert session.get(fed.revocation_url, timeout=5).status_code == 405
+
+
+def test_revocation_faults_answer_the_next_revocation_only(
+    fed: LocalFederation, session: requests.Session
+) -> None:
+    body = login_tokens(session, fed)
+    fed.fail_next("unsupported_token_type")
+    fed.fail_next("revocation_unavailable")
+    unsupported = revoke(session, fed, body["access_token"], token_type_hint="access_token")
+    assert (unsupported.status_code, unsupported.json()["error"]) == (
+        400,
+        "unsupported_token_type",
+    )
+    unavailable = revoke(session, fed, body["access_token"])
+    assert unavailable.status_code == 503 and unavailable.headers["Retry-After"] == "1"
+    assert fed.is_valid(body["access_token"])
+    assert revoke(session, fed, body["access_token"]).status_code == 200
+    assert not fed.is_valid(body["access_token"])
+
+
+def test_a_configured_client_secret_is_required_and_an_unexpected_one_refused(
+    make_fed: Callable[..., LocalFederation], session: requests.Session
+) -> None:
+    fed = make_fed(client_secret="s3cret")
+    assert exchange(session, fed, get_code(fed)).json()["error"] == "invalid_client"
+    wrong = exchange(session, fed, get_code(fed), client_secret="other")
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+    body = exchange(session, fed, get_code(fed), client_secret="s3cret").json()
+    assert revoke(session, fed, body["refresh_token"]).status_code == 401
+    assert revoke(session, fed, body["refresh_token"], client_secret="s3cret").status_code == 200
+    assert fed.discovery_document()["token_endpoint_auth_methods_supported"] == [
+        "client_secret_post"
+    ]
+    public = make_fed()
+    extra = exchange(session, public, get_code(public), client_secret="s3cret")
+    assert extra.json()["error"] == "invalid_client"

@@ -12,22 +12,29 @@ from fedbearer import (
     InvalidClientError,
     InvalidGrantError,
     InvalidTokenResponseError,
+    RevocationError,
     TokenEndpointError,
 )
 from fedbearer._protocol import (
     CallbackKind,
     authorization_code_body,
+    authorization_params,
     build_authorize_url,
+    check_url,
     code_challenge,
     federation_for,
     new_pkce,
     new_state,
     normalize_endpoint,
     parse_callback,
+    parse_revocation_response,
     parse_token_response,
+    provider_federation,
     redact_url,
     redirect_uri_for,
     refresh_token_body,
+    revocation_body,
+    scope_tokens,
     states_equal,
 )
 from fedbearer._token import DEFAULT_TOKEN_LIFETIME, jwt_claims
@@ -332,3 +339,250 @@ def test_error_body_is_never_quoted_in_the_message():
     with pytest.raises(TokenEndpointError) as info:
         parse_token_response(502, body, requested_at=0.0)
     assert "LEAKY123" not in str(info.value)
+
+
+# ------------------------------------------------------------------- other OpenID providers
+
+
+AUTHORIZE_ARGS = {
+    "client_id": "my-app",
+    "redirect_uri": "http://127.0.0.1:5555",
+    "state": "S" * 43,
+    "challenge": "C" * 43,
+}
+
+
+def test_nebius_authorize_url_is_byte_identical_with_explicit_default_scopes():
+    fed = federation_for("https://auth.example.com/fed")
+    args = {**AUTHORIZE_ARGS, "federation_id": "fed-1"}
+    assert build_authorize_url(fed, **args) == build_authorize_url(
+        fed, **args, scopes=("openid",), params=()
+    )
+
+
+def test_a_provider_request_is_the_nebius_one_with_its_scopes_and_params_appended():
+    nebius = build_authorize_url(
+        federation_for("https://kc.example.com"), **AUTHORIZE_ARGS, federation_id=""
+    )
+    fed = provider_federation(
+        authorization_endpoint="https://kc.example.com/realms/x/protocol/openid-connect/auth",
+        token_endpoint="https://kc.example.com/realms/x/protocol/openid-connect/token",
+    )
+    url = build_authorize_url(
+        fed,
+        **AUTHORIZE_ARGS,
+        federation_id="",
+        scopes=("openid", "profile", "offline_access"),
+        params=(("prompt", "consent"), ("federation-id", "f")),
+    )
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == fed.authorize_url
+    scope = "openid profile offline_access"
+    assert parse_qsl(parts.query) == [
+        (name, scope if name == "scope" else value)
+        for name, value in parse_qsl(urlsplit(nebius).query)
+    ] + [("prompt", "consent"), ("federation-id", "f")]
+
+
+def test_provider_authorize_url_keeps_the_query_the_endpoint_has():
+    # RFC 6749 §3.1: the endpoint's own query is retained (Azure AD B2C's "p=<policy>").
+    fed = provider_federation(
+        authorization_endpoint="https://b2c.example.com/authorize?p=signin",
+        token_endpoint="https://b2c.example.com/token?p=signin",
+    )
+    url = build_authorize_url(fed, **AUTHORIZE_ARGS, federation_id="")
+    assert parse_qsl(urlsplit(url).query)[:2] == [("p", "signin"), ("response_type", "code")]
+    assert fed.endpoint == "https://b2c.example.com/authorize"
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://kc.example.com/realms/x", True),
+        ("https://login.microsoftonline.com/tenant/v2.0", True),
+        ("https://tenant.auth0.com/", True),
+        ("http://127.0.0.1:8080/realms/x", True),
+        ("http://localhost:8080", True),
+        ("http://[::1]:8080", True),
+        ("http://kc.example.com/realms/x", False),
+        ("https://user:pw@kc.example.com", False),
+        ("https://kc.example.com/#frag", False),
+        ("https://kc.example.com/?x=1", False),  # an issuer has no query (RFC 8414 §2)
+        ("kc.example.com/realms/x", False),
+        ("ftp://kc.example.com", False),
+        (" https://kc.example.com", False),
+        ("https://kc.example.com/realms/x y", False),
+        ("https://kc.example.com:99999", False),
+        ("", False),
+    ],
+)
+def test_issuer_urls_must_be_https_off_loopback_and_plain(url, allowed):
+    if allowed:
+        assert check_url(url, "issuer", query=False) == url
+    else:
+        with pytest.raises(ConfigurationError, match="issuer"):
+            check_url(url, "issuer", query=False)
+
+
+def test_plain_http_elsewhere_is_allowed_only_when_asked_for():
+    url = "http://kc.internal/realms/x"
+    with pytest.raises(ConfigurationError, match="allow_insecure_http"):
+        check_url(url, "token_endpoint")
+    assert check_url(url, "token_endpoint", allow_insecure_http=True) == url
+
+
+def test_provider_issuer_is_the_only_accepted_iss_and_none_accepts_none():
+    with_issuer = provider_federation(
+        authorization_endpoint="https://a.example/auth",
+        token_endpoint="https://a.example/token",
+        issuer="https://a.example/realms/x",
+    )
+    assert with_issuer.issuers == frozenset({"https://a.example/realms/x"})
+    assert with_issuer.endpoint == "https://a.example/realms/x"
+    without = provider_federation(
+        authorization_endpoint="https://a.example/auth", token_endpoint="https://a.example/token"
+    )
+    assert without.issuers == frozenset()
+    assert (
+        parse_callback(
+            "state=s&code=c&iss=https%3A%2F%2Fa.example", state="s", issuers=without.issuers
+        ).kind
+        is CallbackKind.WRONG_ISSUER
+    )
+
+
+def test_callback_reports_the_iss_it_carried():
+    issuers = frozenset({"https://a.example"})
+    assert (
+        parse_callback("state=s&code=c&iss=https%3A%2F%2Fa.example", state="s", issuers=issuers).iss
+        == "https://a.example"
+    )
+    assert parse_callback("state=s&code=c", state="s", issuers=issuers).iss is None
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("openid", ("openid",)),
+        ("openid profile  email", ("openid", "profile", "email")),
+        (["openid", "offline_access", "openid"], ("openid", "offline_access")),
+        (("api://app-id/.default",), ("api://app-id/.default",)),
+        (
+            ("https://www.googleapis.com/auth/drive.readonly",),
+            ("https://www.googleapis.com/auth/drive.readonly",),
+        ),
+    ],
+)
+def test_scopes_are_kept_in_order_once_each(given, expected):
+    assert scope_tokens(given) == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "   ", [], ["openid", ""], ["a b"], ['say"hi'], ["back\\slash"], [1], None, 5]
+)
+def test_scopes_outside_rfc6749_grammar_are_configuration_errors(bad):
+    with pytest.raises(ConfigurationError, match="scope"):
+        scope_tokens(bad)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (None, ()),
+        ({}, ()),
+        ({"prompt": "consent", "audience": "api"}, (("prompt", "consent"), ("audience", "api"))),
+        ([("federation-id", "f")], (("federation-id", "f"),)),
+    ],
+)
+def test_params_become_ordered_pairs(given, expected):
+    assert authorization_params(given) == expected
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"state": "x"},
+        {"redirect_uri": "https://evil.example"},
+        {"code_challenge_method": "plain"},
+        {"response_mode": "form_post"},
+        {"request_uri": "urn:x"},
+        {"scope": "openid"},
+        {"": "x"},
+        {"prompt": 1},
+        {"prompt": "a\nb"},
+        [("prompt", "a"), ("prompt", "b")],
+        [("prompt",)],
+        "prompt=consent",
+    ],
+)
+def test_params_cannot_override_the_flow_or_be_malformed(bad):
+    with pytest.raises(ConfigurationError, match="params"):
+        authorization_params(bad)
+
+
+def test_revocation_body_identifies_the_public_client():
+    body = revocation_body(token="tok/+=", token_type_hint="refresh_token", client_id="cli")
+    assert parse_qsl(body) == [
+        ("token", "tok/+="),
+        ("token_type_hint", "refresh_token"),
+        ("client_id", "cli"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "revoked"),
+    [
+        (200, b"", True),
+        (200, b"{}", True),
+        (400, b'{"error":"unsupported_token_type"}', False),
+    ],
+)
+def test_revocation_answers_that_are_not_failures(status, body, revoked):
+    assert parse_revocation_response(status, body, token_type_hint="access_token") is revoked
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (400, b'{"error":"invalid_request"}', "invalid_request"),
+        (401, b'{"error":"invalid_client","error_description":"who?"}', "invalid_client"),
+        (503, b'{"error":"temporarily_unavailable"}', "temporarily_unavailable"),
+        (500, b"<html>oops</html>", ""),
+        (302, b"", ""),
+    ],
+)
+def test_revocation_failures_are_typed_and_quote_no_body(status, body, code):
+    with pytest.raises(RevocationError) as info:
+        parse_revocation_response(status, body, token_type_hint="refresh_token", secrets_=("oops",))
+    assert info.value.status == status and info.value.error == code
+    assert "oops" not in str(info.value) and "refresh token" in str(info.value)
+
+
+def test_revocation_error_scrubs_the_token_the_server_echoes():
+    body = json.dumps({"error": "invalid_request", "error_description": "bad token SECRETTOKEN"})
+    with pytest.raises(RevocationError) as info:
+        parse_revocation_response(
+            400, body.encode(), token_type_hint="access_token", secrets_=("SECRETTOKEN",)
+        )
+    assert "SECRETTOKEN" not in str(info.value)
+    assert "SECRETTOKEN" not in (info.value.error_description or "")
+
+
+def test_a_client_secret_goes_into_token_and_revocation_bodies_only_when_given():
+    plain = authorization_code_body(code="c", redirect_uri="r", client_id="i", verifier="v")
+    assert "client_secret" not in plain
+    with_secret = authorization_code_body(
+        code="c", redirect_uri="r", client_id="i", verifier="v", client_secret="s3"
+    )
+    assert dict(parse_qsl(with_secret))["client_secret"] == "s3"
+    assert (
+        dict(parse_qsl(refresh_token_body(refresh_token="x", client_id="i", client_secret="s3")))[
+            "client_secret"
+        ]
+        == "s3"
+    )
+    assert "client_secret" not in refresh_token_body(refresh_token="x", client_id="i")
+    body = revocation_body(
+        token="t", token_type_hint="access_token", client_id="i", client_secret="s3"
+    )
+    assert parse_qsl(body)[-1] == ("client_secret", "s3")

@@ -1,8 +1,10 @@
 """Test helpers for fedbearer and for code that uses it.
 
 - :class:`LocalFederation`: an in-process OAuth 2.0 authorization server (authorization
-  code + PKCE S256, loopback redirects, refresh tokens, a Bearer-protected ``/whoami``)
-  over real HTTP on ``127.0.0.1``, with counters and fault injection.
+  code + PKCE S256, loopback redirects, refresh tokens, discovery, revocation, a
+  Bearer-protected ``/whoami``) over real HTTP on ``127.0.0.1``, in the endpoint layout of
+  a Nebius federation or another provider (:class:`Layout`), with counters and fault
+  injection.
 - :class:`ProgrammaticBrowser`: an ``opener(url) -> bool`` that walks the login redirects
   (and the consent form) with :mod:`urllib`, in a background thread.
 - For tests that mock ``requests`` with the ``responses`` library:
@@ -22,11 +24,12 @@ dependency) is only imported by the helpers that need it.
 from __future__ import annotations
 
 from ._browser import ProgrammaticBrowser
-from ._federation import LocalFederation
+from ._federation import Layout, LocalFederation
 from ._responses import CallbackOpener, add_token_error, add_token_response, mock_federation
 
 __all__ = [
     "CallbackOpener",
+    "Layout",
     "LocalFederation",
     "ProgrammaticBrowser",
     "add_token_error",

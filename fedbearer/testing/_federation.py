@@ -2,7 +2,10 @@
 
 :class:`LocalFederation` speaks the wire protocol fedbearer's login uses (RFC 6749
 authorization code grant, RFC 7636 PKCE S256 only, RFC 8252 loopback redirects, RFC 9207
-``iss``), validates every parameter strictly, and lets a test inject faults. The protocol
+``iss``), serves a discovery document (OpenID Connect Discovery 1.0 or RFC 8414) and a
+revocation endpoint (RFC 7009) in the URL layout of a Nebius federation or of another
+provider (:class:`Layout`), validates every parameter strictly, and lets a test inject
+faults. The protocol
 decisions live in methods that take parsed parameters and return a :class:`_Reply`; the
 request handler only moves bytes.
 
@@ -23,16 +26,17 @@ import socket
 import struct
 import threading
 from collections import deque
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Literal, Optional, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fedbearer import _clock
+from fedbearer import _clock, _discovery
 from fedbearer._protocol import LOOPBACK_NAMES
 
-__all__ = ["FaultKind", "LocalFederation"]
+__all__ = ["FaultKind", "Layout", "LocalFederation"]
 
 _log = logging.getLogger("fedbearer.testing")
 
@@ -48,17 +52,99 @@ FaultKind = Literal[
     "wrong_types",
     "no_expires_in",
     "connection_reset",
+    "unsupported_token_type",
+    "revocation_unavailable",
 ]
 
-#: Faults answered by the authorize endpoint; every other kind is taken by the token endpoint.
+#: Faults answered by the authorize endpoint.
 _AUTHORIZE_FAULTS = frozenset({"deny"})
+#: Faults answered by the revocation endpoint; every other kind is the token endpoint's.
+_REVOCATION_FAULTS = frozenset({"unsupported_token_type", "revocation_unavailable"})
 #: Faults that replace the answer before the grant is looked at (the code stays usable).
 _EARLY_FAULTS = frozenset({"invalid_grant", "invalid_client", "server_error", "connection_reset"})
 #: Faults that process the grant normally, then distort the 200 answer.
 _SHAPE_FAULTS = frozenset(
     {"non_json", "json_array", "missing_access_token", "wrong_types", "no_expires_in"}
 )
-_ALL_FAULTS = _AUTHORIZE_FAULTS | _EARLY_FAULTS | _SHAPE_FAULTS | {"slow"}
+_TOKEN_FAULTS = _EARLY_FAULTS | _SHAPE_FAULTS | {"slow"}
+_ALL_FAULTS = _AUTHORIZE_FAULTS | _REVOCATION_FAULTS | _TOKEN_FAULTS
+
+#: RFC 7009 §2.1 token type hints the revocation endpoint knows.
+_TOKEN_TYPE_HINTS = frozenset({"access_token", "refresh_token"})
+_PATH_RE = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)*")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a :class:`LocalFederation`'s endpoints are, as paths on ``127.0.0.1:<port>``.
+
+    ``issuer_path`` makes the issuer ``http://127.0.0.1:<port><issuer_path>`` (plus a
+    ``/`` with ``issuer_trailing_slash``, as Auth0 writes its issuers); the discovery
+    document, the consent form and ``/whoami`` live under it. ``revocation_path=None``: no
+    revocation endpoint (as with Entra ID or Dex). :attr:`LocalFederation.LAYOUTS` has the
+    layouts of well-known providers.
+    """
+
+    issuer_path: str = ""
+    authorize_path: str = "/oauth2/authorize"
+    token_path: str = "/oauth2/token"  # noqa: S105 - a path, not a password
+    revocation_path: Optional[str] = "/oauth2/revoke"
+    issuer_trailing_slash: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("issuer_path", "authorize_path", "token_path", "revocation_path"):
+            path = getattr(self, name)
+            if path is None and name == "revocation_path":
+                continue
+            if not isinstance(path, str) or not _PATH_RE.fullmatch(path):
+                raise ValueError(
+                    f"{name} must look like '/a/b' (no trailing '/', query, fragment or escapes)"
+                )
+            if name != "issuer_path" and not path:
+                raise ValueError(f"{name} must not be empty")
+
+
+def _under(prefix: str) -> Layout:
+    return Layout(
+        prefix, prefix + "/oauth2/authorize", prefix + "/oauth2/token", prefix + "/oauth2/revoke"
+    )
+
+
+_ENTRA_TENANT = "/9188040d-6c67-4c5b-b112-36a304b66dad"
+_KEYCLOAK_REALM = "/realms/fedbearer/protocol/openid-connect"
+
+#: Endpoint layouts of well-known providers, as their discovery documents give them (the
+#: tenant, realm and authorization server names are made up).
+LAYOUTS: Mapping[str, Layout] = MappingProxyType(
+    {
+        "nebius": Layout(),
+        "keycloak": Layout(
+            "/realms/fedbearer",
+            _KEYCLOAK_REALM + "/auth",
+            _KEYCLOAK_REALM + "/token",
+            _KEYCLOAK_REALM + "/revoke",
+        ),
+        "okta": Layout(
+            "/oauth2/default",
+            "/oauth2/default/v1/authorize",
+            "/oauth2/default/v1/token",
+            "/oauth2/default/v1/revoke",
+        ),
+        "entra": Layout(
+            _ENTRA_TENANT + "/v2.0",
+            _ENTRA_TENANT + "/oauth2/v2.0/authorize",
+            _ENTRA_TENANT + "/oauth2/v2.0/token",
+            None,
+        ),
+        "google": Layout("", "/o/oauth2/v2/auth", "/token", "/revoke"),
+        "auth0": Layout("", "/authorize", "/oauth/token", "/oauth/revoke", True),
+        "dex": Layout("/dex", "/dex/auth", "/dex/token", None),
+    }
+)
+
+#: Where the discovery document is served: OpenID Connect Discovery's location, RFC 8414's,
+#: or nowhere (``None``).
+DiscoveryLocation = Literal["openid-configuration", "oauth-authorization-server"]
 
 # RFC 7636 §4.2: the challenge is base64url without padding; S256 gives 43 characters,
 # the grammar allows up to 128.
@@ -198,6 +284,18 @@ def _json(status: int, body: Any, headers: Optional[dict[str, str]] = None) -> _
     )
 
 
+def _form(content_type: str, body: bytes) -> Union[_Reply, tuple[dict[str, str], Optional[str]]]:
+    """A form body as single values and the first repeated name, or the error to answer
+    when it is not ``application/x-www-form-urlencoded`` UTF-8."""
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return _oauth_error("invalid_request", "Send application/x-www-form-urlencoded.")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return _oauth_error("invalid_request", "The body is not UTF-8.")
+    return _single_valued(pairs)
+
+
 def _oauth_error(error: str, description: str, status: int = 400) -> _Reply:
     """RFC 6749 §5.2 error response."""
     return _json(status, {"error": error, "error_description": description})
@@ -261,9 +359,11 @@ class LocalFederation:
             fed.authorize_url, fed.token_url, fed.endpoint
 
     Routes under ``endpoint``: ``GET /oauth2/authorize``, ``POST /oauth2/decide`` (the
-    consent form in interactive mode), ``POST /oauth2/token`` and ``GET /whoami`` (a
-    protected resource). Expiry is judged with ``fedbearer._clock.now()`` at use time, so a
-    test that freezes that clock controls it.
+    consent form in interactive mode), ``POST /oauth2/token``, ``POST /oauth2/revoke``
+    (RFC 7009), ``GET /.well-known/openid-configuration`` and ``GET /whoami`` (a protected
+    resource); ``layout`` moves the endpoints to another provider's paths. Expiry is judged
+    with ``fedbearer._clock.now()`` at use time, so a test that freezes that clock controls
+    it.
 
     Faults are queued with :meth:`fail_next`; each request that reaches the queue takes
     one. All state is guarded by one lock; every public method is thread-safe.
@@ -271,6 +371,10 @@ class LocalFederation:
 
     #: The fault kinds :meth:`fail_next` accepts.
     FAULTS: frozenset[str] = frozenset(_ALL_FAULTS)
+    #: Endpoint layouts by provider name, for ``layout=``.
+    LAYOUTS: Mapping[str, Layout] = LAYOUTS
+    #: The scopes the server knows unless told otherwise (``scopes_supported``).
+    DEFAULT_SCOPES: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
 
     def __init__(
         self,
@@ -284,6 +388,11 @@ class LocalFederation:
         send_iss: bool = True,
         user: str = "alice",
         path_prefix: str = "",
+        layout: Union[str, Layout] = "nebius",
+        discovery: Optional[DiscoveryLocation] = "openid-configuration",
+        metadata: Optional[Mapping[str, Any]] = None,
+        scopes_supported: Collection[str] = DEFAULT_SCOPES,
+        client_secret: Optional[str] = None,
     ) -> None:
         if token_lifetime is not None and token_lifetime < 0:
             raise ValueError("token_lifetime must be >= 0 or None")
@@ -292,6 +401,26 @@ class LocalFederation:
         prefix = path_prefix.rstrip("/")
         if prefix and (not prefix.startswith("/") or re.search(r"[?#%\s]", prefix)):
             raise ValueError("path_prefix must look like '/fed' (no query, fragment or escapes)")
+        if isinstance(layout, str):
+            if layout not in LAYOUTS:
+                raise ValueError(f"unknown layout {layout!r}; choose from {sorted(LAYOUTS)}")
+            layout = LAYOUTS[layout]
+        if prefix:
+            if layout != Layout():
+                raise ValueError("path_prefix goes with the default layout only")
+            layout = _under(prefix)
+        if discovery not in (None, "openid-configuration", "oauth-authorization-server"):
+            raise ValueError(f"unknown discovery location {discovery!r}")
+        if "openid" not in scopes_supported:
+            raise ValueError("scopes_supported must include openid")
+        self.layout = layout
+        self.discovery = discovery
+        #: Fields added to (or, with the value ``None``, removed from) the discovery document.
+        self.metadata = dict(metadata or {})
+        self.scopes_supported = tuple(scopes_supported)
+        #: A secret the token and revocation endpoints require of the client, as Google
+        #: does of its "Desktop app" clients; ``None``: a public client, which sends none.
+        self.client_secret = client_secret
         self.client_id = client_id
         self.federation_id = federation_id
         self.auto_approve = auto_approve
@@ -317,10 +446,13 @@ class LocalFederation:
                 "refreshes",
                 "denials",
                 "resource_requests",
+                "discovery_requests",
+                "revocation_requests",
             ),
             0,
         )
         self._authorize_params: list[dict[str, str]] = []
+        self._revocation_params: list[dict[str, str]] = []
         self._faults: deque[_Fault] = deque()
         self._pending: dict[str, _AuthRequest] = {}
         self._codes: dict[str, _Code] = {}
@@ -340,6 +472,9 @@ class LocalFederation:
             server = _Server(("127.0.0.1", 0), _Handler)
             server.federation = self
             self._server = server
+        # A new server at this address: endpoints fedbearer remembered from an earlier one
+        # on the same port (a test before this one) would be stale.
+        _discovery.forget(self.issuer)
         self._thread = threading.Thread(
             target=server.serve_forever,
             # serve_forever notices shutdown() only between polls; 10 ms keeps close()
@@ -384,32 +519,58 @@ class LocalFederation:
 
     # -- addresses -------------------------------------------------------------------------
 
-    def _endpoint_or_none(self) -> Optional[str]:
+    def _origin_or_none(self) -> Optional[str]:
         server = self._server
         if server is None:
             return None
-        return f"http://127.0.0.1:{server.server_address[1]}{self.path_prefix}"
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    def _endpoint_or_none(self) -> Optional[str]:
+        origin = self._origin_or_none()
+        return None if origin is None else origin + self.layout.issuer_path
+
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:<port>``; valid once started."""
+        origin = self._origin_or_none()
+        if origin is None:
+            raise RuntimeError("LocalFederation is not running; use start() or 'with'")
+        return origin
 
     @property
     def endpoint(self) -> str:
-        """``http://127.0.0.1:<port>`` plus the path prefix; valid once started."""
-        endpoint = self._endpoint_or_none()
-        if endpoint is None:
-            raise RuntimeError("LocalFederation is not running; use start() or 'with'")
-        return endpoint
+        """``http://127.0.0.1:<port>`` plus the path prefix (the layout's issuer path);
+        valid once started."""
+        return self.origin + self.layout.issuer_path
 
     @property
     def issuer(self) -> str:
-        """The issuer identifier sent as ``iss`` (RFC 9207): the endpoint URL."""
-        return self.endpoint
+        """The issuer identifier sent as ``iss`` (RFC 9207) and named by the discovery
+        document: the endpoint URL (with a trailing ``/`` in the ``auth0`` layout)."""
+        return self.endpoint + ("/" if self.layout.issuer_trailing_slash else "")
 
     @property
     def authorize_url(self) -> str:
-        return self.endpoint + "/oauth2/authorize"
+        return self.origin + self.layout.authorize_path
 
     @property
     def token_url(self) -> str:
-        return self.endpoint + "/oauth2/token"
+        return self.origin + self.layout.token_path
+
+    @property
+    def revocation_url(self) -> Optional[str]:
+        """The RFC 7009 revocation endpoint; ``None`` in a layout without one."""
+        path = self.layout.revocation_path
+        return None if path is None else self.origin + path
+
+    @property
+    def discovery_url(self) -> Optional[str]:
+        """Where the discovery document is served (``None``: nowhere)."""
+        if self.discovery is None:
+            return None
+        if self.discovery == "openid-configuration":
+            return self.endpoint + "/.well-known/openid-configuration"
+        return self.origin + "/.well-known/oauth-authorization-server" + self.layout.issuer_path
 
     @property
     def whoami_url(self) -> str:
@@ -455,6 +616,57 @@ class LocalFederation:
     def resource_requests(self) -> int:
         """``GET /whoami`` requests, whatever the answer."""
         return self._count("resource_requests")
+
+    @property
+    def discovery_requests(self) -> int:
+        """Requests for the discovery document, whatever the answer."""
+        return self._count("discovery_requests")
+
+    @property
+    def revocation_requests(self) -> int:
+        """``POST`` requests to the revocation endpoint, whatever the answer."""
+        return self._count("revocation_requests")
+
+    @property
+    def revocation_params(self) -> list[dict[str, str]]:
+        """The form fields of every revocation request, in order, as received."""
+        with self._lock:
+            return [dict(p) for p in self._revocation_params]
+
+    def granted_scopes(self, token: str) -> Optional[frozenset[str]]:
+        """The scopes an access or refresh token was issued for, while it is valid (else
+        ``None``)."""
+        with self._lock:
+            grant = self._live_grant(token) or self._refresh.get(token)
+            return None if grant is None else frozenset(grant.scope.split())
+
+    def discovery_document(self) -> dict[str, Any]:
+        """The discovery document as served now (``metadata`` applied)."""
+        document: dict[str, Any] = {
+            "issuer": self.issuer,
+            "authorization_endpoint": self.authorize_url,
+            "token_endpoint": self.token_url,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": list(self.scopes_supported),
+            "token_endpoint_auth_methods_supported": [
+                "none" if self.client_secret is None else "client_secret_post"
+            ],
+            "authorization_response_iss_parameter_supported": self.send_iss,
+        }
+        if self.revocation_url is not None:
+            document["revocation_endpoint"] = self.revocation_url
+            document["revocation_endpoint_auth_methods_supported"] = document[
+                "token_endpoint_auth_methods_supported"
+            ]
+        for name, value in self.metadata.items():
+            if value is None:
+                document.pop(name, None)
+            else:
+                document[name] = value
+        return document
 
     @property
     def authorize_params(self) -> list[dict[str, str]]:
@@ -508,8 +720,9 @@ class LocalFederation:
     ) -> None:
         """Queue ``count`` faults of ``kind``; each request that reaches the queue takes one.
 
-        ``deny`` is taken by the next authorize request; every other kind by the next token
-        request. ``status`` is used by ``server_error`` (500-599), ``delay`` (seconds) by
+        ``deny`` is taken by the next authorize request; ``unsupported_token_type`` and
+        ``revocation_unavailable`` by the next revocation request; every other kind by the
+        next token request. ``status`` is used by ``server_error`` (500-599), ``delay`` (seconds) by
         ``slow``. See ``docs/local_federation.rst`` for what each kind answers.
         """
         if kind not in _ALL_FAULTS:
@@ -533,6 +746,45 @@ class LocalFederation:
         """Kinds of the faults still queued, in order."""
         with self._lock:
             return [f.kind for f in self._faults]
+
+    def _client_refusal(self, params: dict[str, str], repeated: Optional[str]) -> Optional[_Reply]:
+        """The error for a form that repeats a parameter or does not identify this client,
+        or None. A public client names itself with ``client_id``; with a ``client_secret``
+        configured, it must send exactly that (RFC 6749 §2.3.1, in the body), and without
+        one it must send none."""
+        if repeated is not None:
+            return _oauth_error("invalid_request", f"The parameter {repeated} is repeated.")
+        client_id = params.get("client_id")
+        if not client_id:
+            return _oauth_error("invalid_request", "client_id is required for a public client.")
+        if client_id != self.client_id:
+            return _oauth_error("invalid_client", "Unknown client.", status=401)
+        given = params.get("client_secret")
+        if self.client_secret is None:
+            authenticated = given is None
+        else:
+            authenticated = given is not None and hmac.compare_digest(
+                given.encode("utf-8", "replace"), self.client_secret.encode("utf-8")
+            )
+        if not authenticated:
+            return _oauth_error("invalid_client", "Client authentication failed.", status=401)
+        return None
+
+    def _routes(self) -> dict[str, str]:
+        """Request path -> route name, for this layout."""
+        layout, base = self.layout, self.layout.issuer_path
+        routes = {
+            layout.authorize_path: "authorize",
+            layout.token_path: "token",
+            base + "/oauth2/decide": "decide",
+            base + "/whoami": "whoami",
+        }
+        if layout.revocation_path is not None:
+            routes[layout.revocation_path] = "revoke"
+        discovery_url = self.discovery_url
+        if discovery_url is not None:
+            routes[urlsplit(discovery_url).path] = "discovery"
+        return routes
 
     def _take_fault(self, endpoint_kinds: frozenset[str]) -> Optional[_Fault]:
         # Caller holds the lock. Takes the first queued fault meant for this endpoint.
@@ -664,8 +916,12 @@ class LocalFederation:
             return "invalid_request", "code_challenge_method must be S256."
         if not _CHALLENGE_RE.fullmatch(params.get("code_challenge", "")):
             return "invalid_request", "code_challenge must be 43-128 base64url characters."
-        if "openid" not in params.get("scope", "").split():
+        scopes = params.get("scope", "").split()
+        if "openid" not in scopes:
             return "invalid_scope", "scope must include openid."
+        unknown = set(scopes) - set(self.scopes_supported)
+        if unknown:
+            return "invalid_scope", f"Unknown scope: {' '.join(sorted(unknown))}."
         if self.federation_id is not None and params.get("federation-id") != self.federation_id:
             return "invalid_request", "Unknown or missing federation-id."
         return None
@@ -679,7 +935,7 @@ class LocalFederation:
 <p>The application <strong>{esc(request.client_id)}</strong> asks to sign you in to
 <strong>{esc(federation)}</strong>.</p>
 <p class="muted">Your answer is sent back to <code>{esc(origin)}</code>.</p>
-<form method="post" action="{esc(self.path_prefix)}/oauth2/decide">
+<form method="post" action="{esc(self.layout.issuer_path)}/oauth2/decide">
 <input type="hidden" name="request_id" value="{esc(request_id)}">
 <label for="user">User name</label>
 <input type="text" id="user" name="user" value="{esc(self.user)}" autocomplete="username"
@@ -722,32 +978,25 @@ class LocalFederation:
     def handle_token(self, content_type: str, body: bytes) -> _Reply:
         with self._lock:
             self._counts["token_requests"] += 1
-        if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-            return _oauth_error("invalid_request", "Send application/x-www-form-urlencoded.")
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            return _oauth_error("invalid_request", "The body is not UTF-8.")
-        params, repeated = _single_valued(pairs)
+        form = _form(content_type, body)
+        if isinstance(form, _Reply):
+            return form
+        params, repeated = form
         grant_type = params.get("grant_type")
         with self._lock:
             if grant_type == "authorization_code":
                 self._counts["code_exchanges"] += 1
             elif grant_type == "refresh_token":
                 self._counts["refreshes"] += 1
-            fault = self._take_fault(_ALL_FAULTS - _AUTHORIZE_FAULTS)
+            fault = self._take_fault(_TOKEN_FAULTS)
         if fault is not None and fault.kind == "slow":
             self._closing.wait(fault.delay)
             fault = None
         if fault is not None and fault.kind in _EARLY_FAULTS:
             return self._early_fault(fault)
-        if repeated is not None:
-            return _oauth_error("invalid_request", f"The parameter {repeated} is repeated.")
-        client_id = params.get("client_id")
-        if not client_id:
-            return _oauth_error("invalid_request", "client_id is required for a public client.")
-        if client_id != self.client_id:
-            return _oauth_error("invalid_client", "Unknown client.", status=401)
+        refusal = self._client_refusal(params, repeated)
+        if refusal is not None:
+            return refusal
         with self._lock:
             if grant_type == "authorization_code":
                 result = self._exchange_code(params)
@@ -872,6 +1121,56 @@ class LocalFederation:
                 return _json(401, {"error": "invalid_token"}, {"WWW-Authenticate": challenge})
             return _json(200, {"user": grant.user, "client_id": grant.client_id})
 
+    # -- discovery and revocation -------------------------------------------------------------
+
+    def handle_discovery(self) -> _Reply:
+        """OpenID Connect Discovery 1.0 §4.2 / RFC 8414 §3.2: the metadata as JSON."""
+        with self._lock:
+            self._counts["discovery_requests"] += 1
+        return _json(200, self.discovery_document())
+
+    def handle_revoke(self, content_type: str, body: bytes) -> _Reply:
+        """RFC 7009 §2: revoke an access or refresh token of this (public) client."""
+        with self._lock:
+            self._counts["revocation_requests"] += 1
+        form = _form(content_type, body)
+        if isinstance(form, _Reply):
+            return form
+        params, repeated = form
+        with self._lock:
+            self._revocation_params.append(dict(params))
+            fault = self._take_fault(_REVOCATION_FAULTS)
+        refusal = self._client_refusal(params, repeated)
+        if refusal is not None:
+            return refusal
+        client_id = params["client_id"]
+        token = params.get("token")
+        if not token:
+            return _oauth_error("invalid_request", "token is required.")
+        hint = params.get("token_type_hint")
+        if hint is not None and hint not in _TOKEN_TYPE_HINTS:
+            return _oauth_error("invalid_request", "token_type_hint must name a token type.")
+        if fault is not None:
+            if fault.kind == "unsupported_token_type":
+                return _oauth_error(
+                    "unsupported_token_type", "Injected fault: cannot revoke this type."
+                )
+            return _json(
+                503,
+                {"error": "temporarily_unavailable", "error_description": "Injected fault."},
+                {"Retry-After": "1"},
+            )
+        with self._lock:
+            # §2.1: the hint only speeds up the search; an unknown token is answered 200 (§2.2).
+            grant = self._access.get(token) or self._refresh.get(token)
+            if grant is not None and grant.client_id != client_id:
+                return _oauth_error("unauthorized_client", "The token belongs to another client.")
+            if token in self._refresh:
+                # §2.1: revoking a refresh token SHOULD end the access tokens of its grant.
+                self._revoke_family(self._refresh[token].family)
+            self._access.pop(token, None)
+        return _Reply(200, {**_NO_STORE, "Content-Type": "text/plain"}, b"")
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -889,37 +1188,39 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def _route(self) -> tuple[Optional[str], str]:
-        """(path below the prefix or None, query)."""
+        """(the route the path names, or None; the query)."""
         parts = urlsplit(self.path)
-        prefix = self.server.federation.path_prefix
-        if not parts.path.startswith(prefix + "/"):
-            return None, parts.query
-        return parts.path[len(prefix) :], parts.query
+        return self.server.federation._routes().get(parts.path), parts.query
 
     def do_GET(self) -> None:
         fed = self.server.federation
-        path, query = self._route()
-        if path == "/oauth2/authorize":
+        route, query = self._route()
+        if route == "authorize":
             self._send(fed.handle_authorize(query))
-        elif path == "/whoami":
+        elif route == "whoami":
             self._send(fed.handle_whoami(self.headers.get("Authorization")))
-        elif path in ("/oauth2/token", "/oauth2/decide"):
+        elif route == "discovery":
+            self._send(fed.handle_discovery())
+        elif route in ("token", "decide", "revoke"):
             self._send(_Reply(405, {"Allow": "POST", **_NO_STORE}))
         else:
             self._send(_Reply(404, {"Content-Type": "text/plain", **_NO_STORE}, b"Not found\n"))
 
     def do_POST(self) -> None:
         fed = self.server.federation
-        path, _ = self._route()
+        route, _ = self._route()
         body = self._read_body()
+        content_type = self.headers.get("Content-Type", "")
         if body is None:
             self._send(_Reply(413, {"Content-Type": "text/plain"}, b"Body too large\n"))
-        elif path == "/oauth2/token":
-            self._send(fed.handle_token(self.headers.get("Content-Type", ""), body))
-        elif path == "/oauth2/decide":
+        elif route == "token":
+            self._send(fed.handle_token(content_type, body))
+        elif route == "revoke":
+            self._send(fed.handle_revoke(content_type, body))
+        elif route == "decide":
             form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
             self._send(fed.handle_decide(form))
-        elif path in ("/oauth2/authorize", "/whoami"):
+        elif route in ("authorize", "whoami", "discovery"):
             self._send(_Reply(405, {"Allow": "GET", **_NO_STORE}))
         else:
             self._send(_Reply(404, {"Content-Type": "text/plain", **_NO_STORE}, b"Not found\n"))

@@ -8,9 +8,11 @@ available in every test suite; nothing to add to ``conftest.py``:
     the test.
 ``fedbearer_cache``
     An isolated token cache: ``HOME`` (and ``USERPROFILE``) point to a temporary directory
-    for the test, so the default cache, ``~/.nebius/credentials.yaml``, is a fresh file
-    there and the real one is never touched. Returns the
-    :class:`~fedbearer._cache.FileTokenCache` for that file (``.path`` gives its path).
+    for the test and ``XDG_CACHE_HOME`` is unset, so the default caches,
+    ``~/.nebius/credentials.yaml`` and (for other OpenID providers)
+    ``~/.cache/fedbearer/tokens.yaml``, are fresh files there and the real ones are never
+    touched. Returns the :class:`~fedbearer._cache.FileTokenCache` for the Nebius file
+    (``.path`` gives its path).
 ``programmatic_browser``
     A :class:`~fedbearer.testing.ProgrammaticBrowser` that approves: pass it as
     ``opener=`` and the login completes without a person.
@@ -89,6 +91,7 @@ def fedbearer_cache(
     home = tmp_path_factory.mktemp("fedbearer-home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))  # what ~ means on Windows
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # other providers' cache: under HOME
     # Resolved now, so the fixture's value keeps naming this file if HOME changes later.
     return FileTokenCache(FileTokenCache(DEFAULT_CACHE_FILE).path)
 

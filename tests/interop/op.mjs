@@ -8,6 +8,12 @@
 //                            §7.3), and the extra parameter `federation-id`, checked.
 //   POST /oauth2/token       authorization_code and refresh_token grants, no client secret.
 //   GET  /me                 userinfo: the protected resource the tests call with the token.
+//   GET  /.well-known/openid-configuration   discovery (fedbearer's from_issuer reads it)
+//   POST /token/revocation   RFC 7009 revocation (fedbearer's logout)
+//
+// Scopes: openid (all a Nebius federation asks for), profile and email (their claims, name
+// and email, show at /me), offline_access (needs prompt=consent, as OpenID Connect Core §11
+// says).
 //
 // Test-only endpoints (never on a real federation):
 //   GET    /__test/authorize-log   JSON list of the authorize requests received, in order
@@ -121,7 +127,14 @@ const provider = new Provider(issuer, {
     required: () => true,
   },
   responseTypes: ['code'],
-  scopes: ['openid', 'offline_access'],
+  // Scopes beyond openid, for fedbearer's other-provider tests (FederationAuth.from_issuer):
+  // profile and email release claims at /me, so a test can see they were granted.
+  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  claims: {
+    openid: ['sub'],
+    profile: ['name'],
+    email: ['email', 'email_verified'],
+  },
   extraParams: {
     async 'federation-id'(ctx, value) {
       if (!config.federationId) return;
@@ -159,7 +172,7 @@ const provider = new Provider(issuer, {
     return {
       accountId: sub,
       async claims() {
-        return { sub, name: sub };
+        return { sub, name: sub, email: `${sub}@interop.test`, email_verified: false };
       },
     };
   },
