@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional
 
 from ._exceptions import InteractionRequiredError
 from ._login import TOKEN_REQUEST_TIMEOUT, login, refresh
-from ._login_command import login_command, provider_login_command
+from ._login_command import login_command
 from ._settings import (
     DEFAULT_LOGIN_TIMEOUT,
     UNDER_PYTEST,
@@ -174,8 +174,8 @@ class Bearer:
 
 def _login_hint(settings: LoginSettings) -> Optional[str]:
     """The ``fedbearer login`` command that logs in for ``settings`` (to paste into a
-    terminal), or ``None`` when the command line cannot express them (endpoints given one
-    by one, extra authorization parameters)."""
+    terminal), or ``None`` when the command line cannot express them (another provider
+    than a Nebius federation)."""
     if settings.kind == "federation":
         return login_command(
             settings.client_id,
@@ -184,15 +184,8 @@ def _login_hint(settings: LoginSettings) -> Optional[str]:
             settings.profile,
             allow_insecure_http=settings.allow_insecure_http,
         )
-    if settings.kind == "discovery" and not settings.params:
-        assert settings.issuer is not None
-        return provider_login_command(
-            settings.client_id,
-            settings.issuer,
-            settings.profile,
-            scopes=settings.scopes,
-            allow_insecure_http=settings.allow_insecure_http,
-        )
+    # The command line has no --issuer or --scope yet (issue #13's CLI part), so it cannot
+    # express another provider's settings: no command rather than one that fails.
     return None
 
 

@@ -9,7 +9,6 @@ library does not load the command's parser to word an error.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from typing import Optional
 
 
@@ -41,31 +40,6 @@ def login_command(
         "--profile",
         profile,
     ]
-    if allow_insecure_http:
-        command.append("--allow-insecure-http")
-    if cache_file is not None:
-        command += ["--cache-file", cache_file]
-    return shlex.join(command)
-
-
-def provider_login_command(
-    client_id: str,
-    issuer: str,
-    profile: str,
-    *,
-    scopes: Sequence[str] = ("openid",),
-    allow_insecure_http: bool = False,
-    cache_file: Optional[str] = None,
-) -> str:
-    """``fedbearer login --issuer ...`` for an identity at another OpenID provider (its
-    endpoints from the issuer's discovery document), quoted for a POSIX shell.
-
-    ``--scope`` is spelled out only when the scopes are not the default ``openid``.
-    """
-    command = ["fedbearer", "login", "--client-id", client_id, "--issuer", issuer]
-    if tuple(scopes) != ("openid",):
-        command += ["--scope", " ".join(scopes)]
-    command += ["--profile", profile]
     if allow_insecure_http:
         command.append("--allow-insecure-http")
     if cache_file is not None:

@@ -351,16 +351,14 @@ def test_the_nebius_default_still_uses_the_nebius_file_and_key(federation, isola
 # ------------------------------------------------------------------------------ no person
 
 
-def test_without_interaction_the_error_gives_the_login_command(make_provider):
+def test_without_interaction_an_issuer_gets_no_command_the_cli_cannot_run(make_provider):
+    # The command line cannot log in to another provider yet: no command is better than a
+    # command that fails.
     fed = make_provider(layout="keycloak")
     auth = from_issuer(fed, scopes="openid profile", interactive=False, profile="ci")
     with pytest.raises(InteractionRequiredError) as info:
         auth.get_token()
-    message = str(info.value)
-    assert (
-        f"fedbearer login --client-id {fed.client_id} --issuer {fed.issuer} "
-        "--scope 'openid profile' --profile ci"
-    ) in message
+    assert "fedbearer login" not in str(info.value)
     assert fed.discovery_requests == 0  # nothing was contacted
 
 
