@@ -331,20 +331,26 @@ def test_any_yaml_cache_entry_is_a_token_or_a_miss_with_a_warning(tmp_path, entr
 DOTFILE = b"# my shell settings\nexport PATH=$HOME/bin:$PATH\nalias ll='ls -l'\n"
 
 
-@pytest.mark.parametrize(
-    "content",
-    [DOTFILE, b"editor: vim\ntheme: dark\n", b"- a list\n"],
-    ids=["shell", "yaml-mapping", "yaml-list"],
-)
-def test_a_symlink_to_a_file_that_is_not_a_cache_is_never_written(tmp_path, content):
-    target = tmp_path / "dotfiles" / "bashrc"
+def linked_cache(tmp_path, target_name: str, content: bytes):
+    """A cache at nebius/credentials.yaml that is a symbolic link to dotfiles/<target_name>,
+    as people who keep their dotfiles in a repository have it."""
+    target = tmp_path / "dotfiles" / target_name
     target.parent.mkdir()
     target.write_bytes(content)
     target.chmod(0o600)
     link = tmp_path / "nebius" / "credentials.yaml"
     link.parent.mkdir()
     link.symlink_to(target)
-    cache = FileTokenCache(link)
+    return FileTokenCache(link), link, target
+
+
+@pytest.mark.parametrize(
+    "content",
+    [DOTFILE, b"editor: vim\ntheme: dark\n", b"- a list\n"],
+    ids=["shell", "yaml-mapping", "yaml-list"],
+)
+def test_a_symlink_to_a_file_that_is_not_a_cache_is_never_written(tmp_path, content):
+    cache, link, target = linked_cache(tmp_path, "bashrc", content)
     _, seen = caught(cache.put, "k", Token("secret-token", None))
     assert target.read_bytes() == content
     assert link.is_symlink() and list(tmp_path.glob("**/*.unreadable-*")) == []
@@ -357,14 +363,7 @@ def test_a_symlink_to_a_file_that_is_not_a_cache_is_never_written(tmp_path, cont
 
 @pytest.mark.parametrize("content", [b"", b"tokens: {}\n"])
 def test_a_symlink_to_a_cache_or_an_empty_file_keeps_working(tmp_path, content):
-    target = tmp_path / "dotfiles" / "credentials.yaml"
-    target.parent.mkdir()
-    target.write_bytes(content)
-    target.chmod(0o600)
-    link = tmp_path / "nebius" / "credentials.yaml"
-    link.parent.mkdir()
-    link.symlink_to(target)
-    cache = FileTokenCache(link)
+    cache, link, target = linked_cache(tmp_path, "credentials.yaml", content)
     _, seen = caught(cache.put, "k", Token("tok", None))
     assert seen == [] and link.is_symlink()
     assert cache.get("k").token == "tok"
