@@ -64,7 +64,7 @@ class IndependentProvider:
         federation_id: str = DEFAULT_FEDERATION_ID,
         clock_tolerance: int = 0,
         port: int = 0,
-        startup_timeout: float = 20.0,
+        startup_timeout: float = 60.0,  # under 1 s normally; room for a loaded machine
         node: Optional[str] = None,
     ) -> None:
         self.at_ttl = int(at_ttl)
