@@ -265,9 +265,7 @@ _PROVIDER_HINTS = {
         "check client_id (--client-id), and that the provider has registered it as a "
         "public (native) client with the loopback redirect URI http://127.0.0.1"
     ),
-    "federation_endpoint": (
-        "check the issuer or authorization_endpoint, including its path"
-    ),
+    "federation_endpoint": ("check the issuer or authorization_endpoint, including its path"),
     "federation_id": "check the extra authorization parameters (params=)",
     "scope": "check the scopes requested (scopes=, --scope)",
 }
