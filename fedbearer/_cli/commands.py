@@ -244,7 +244,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     entries = cache.entries()
     profiles = load_profiles()
     where = describe_cache(cache)
-    source, variable, problem = where, None, None
+    variable, problem = None, None
     if args.env_token:
         try:
             found = environment_token(nebius=True)
@@ -252,8 +252,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
             problem = str(exc)
         else:
             variable = None if found is None else found.variable
-    if variable is not None:
-        source = f"${variable} (from the environment; not cached, never renewed)"
     if args.format == "json":
         document = {
             "profiles_file": profiles.path,
@@ -290,7 +288,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
         return EXIT_OK
     if variable is not None:  # otherwise "Cached tokens in <where>" below says it
-        print(f"Token source: {source}")
+        print(f"Token source: ${variable} (from the environment; not cached, never renewed)")
     if problem is not None:
         print(f"  (a token variable is set but not usable: {problem})")
     if profiles.profiles:
