@@ -29,6 +29,7 @@ from ._cache import NoTokenCache, TokenCache, default_cache, provider_cache
 from ._challenge import bearer_error
 from ._env_token import environment_token, read_token_variable
 from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
+from ._keyring import KeyringTokenCache
 from ._nebius_config import load_nebius_profile
 from ._profiles import load_profiles
 from ._protocol import is_loopback_host
@@ -288,10 +289,14 @@ class FederationAuth(AuthBase):
         """Build the adapter from a profile ``fedbearer login`` remembered.
 
         ``name`` is the profile (default: the one of the most recent ``fedbearer login``);
-        its client id, federation endpoint and id come from fedbearer's profiles file
-        (``~/.config/fedbearer/profiles.yaml`` on Linux; see :doc:`cli`). Other keyword
-        arguments are those of :class:`FederationAuth`. Reads the file now and raises
-        :class:`~fedbearer.ConfigurationError` naming it when the profile is not there.
+        its client id and its Nebius federation endpoint and id, or its issuer, scopes and
+        extra parameters (``fedbearer login --issuer``, as :meth:`from_issuer`), come from
+        fedbearer's profiles file (``~/.config/fedbearer/profiles.yaml`` on Linux; see
+        :doc:`cli`), and so do ``--allow-insecure-http`` and ``--keyring`` (then
+        ``cache`` is a :class:`~fedbearer.KeyringTokenCache`). Other keyword arguments are
+        those of :class:`FederationAuth` and win over the file. Reads the file now and
+        raises :class:`~fedbearer.ConfigurationError` naming it when the profile is not
+        there.
         """
         if "profile" in kwargs:
             raise ConfigurationError("pass the profile name as the first argument")
@@ -305,6 +310,12 @@ class FederationAuth(AuthBase):
                 + (f" --profile {name}`" if name is not None else "`")
             )
         kwargs.setdefault("allow_insecure_http", chosen.allow_insecure_http)
+        if chosen.keyring and "cache" not in kwargs:
+            kwargs["cache"] = KeyringTokenCache()
+        if chosen.issuer is not None:
+            kwargs.setdefault("scopes", chosen.scopes)
+            kwargs.setdefault("params", chosen.params)
+            return cls.from_issuer(chosen.issuer, chosen.client_id, profile=chosen.name, **kwargs)
         return cls(
             chosen.client_id,
             chosen.federation_endpoint,

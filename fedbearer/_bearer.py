@@ -174,18 +174,26 @@ class Bearer:
 
 def _login_hint(settings: LoginSettings) -> Optional[str]:
     """The ``fedbearer login`` command that logs in for ``settings`` (to paste into a
-    terminal), or ``None`` when the command line cannot express them (another provider
-    than a Nebius federation)."""
+    terminal), or ``None`` when the command line cannot express them (a provider given by
+    its endpoints rather than its issuer, or one that needs a client secret)."""
     if settings.kind == "federation":
         return login_command(
             settings.client_id,
-            settings.federation_endpoint,
-            settings.federation_id,
             settings.profile,
+            federation_endpoint=settings.federation_endpoint,
+            federation_id=settings.federation_id,
             allow_insecure_http=settings.allow_insecure_http,
         )
-    # The command line has no --issuer or --scope yet (issue #13's CLI part), so it cannot
-    # express another provider's settings: no command rather than one that fails.
+    if settings.kind == "discovery" and settings.client_secret is None:
+        assert settings.issuer is not None
+        return login_command(
+            settings.client_id,
+            settings.profile,
+            issuer=settings.issuer,
+            scopes=settings.scopes,
+            params=settings.params,
+            allow_insecure_http=settings.allow_insecure_http,
+        )
     return None
 
 

@@ -12,6 +12,11 @@ Nebius CLI's files), and makes it the default. Afterwards ``fedbearer token``, `
         client_id: my-app
         federation_endpoint: auth.example.com
         federation_id: my-federation
+      keycloak:                        # fedbearer login --issuer ... --scope "openid email"
+        client_id: cli
+        issuer: https://sso.example.com/realms/main
+        scopes: [openid, email]
+        params: {audience: api}
 
 lives in the user's configuration directory (``$XDG_CONFIG_HOME/fedbearer/profiles.yaml``,
 ``~/.config/fedbearer/`` by default; the platform's equivalent elsewhere, from
@@ -33,10 +38,11 @@ import portalocker
 import yaml
 
 from ._exceptions import ConfigurationError
+from ._protocol import authorization_params, scope_tokens
 
 #: Largest profiles file read: it holds a few lines per profile.
 MAX_PROFILES_FILE_BYTES = 256 * 1024
-_FIELDS = ("client_id", "federation_endpoint", "federation_id")
+_FEDERATION_FIELDS = ("federation_endpoint", "federation_id")
 _MAX_VALUE = 2048
 
 
@@ -55,11 +61,16 @@ class RememberedProfile:
 
     name: str
     client_id: str
-    federation_endpoint: str
+    federation_endpoint: str = ""
     federation_id: str = ""
     allow_insecure_http: bool = False
     #: Tokens in the OS keyring (``fedbearer login --keyring``) rather than the file.
     keyring: bool = False
+    #: Another OpenID provider's issuer (``fedbearer login --issuer``) instead of a Nebius
+    #: federation; then ``scopes`` and ``params`` go with it.
+    issuer: Optional[str] = None
+    scopes: tuple[str, ...] = ("openid",)
+    params: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,24 +113,51 @@ def parse_profiles(data: bytes, path: str) -> Profiles:
         name = _text(name, "a profile name", path)
         if not isinstance(entry, dict):
             raise ConfigurationError(f"{path}: profile {name!r} must be a mapping")
-        values = {field: _text(entry.get(field, ""), f"{name}.{field}", path) for field in _FIELDS}
-        flags: dict[str, bool] = {}
-        for flag in ("allow_insecure_http", "keyring"):
-            flags[flag] = entry.get(flag, False)
-            if not isinstance(flags[flag], bool):
-                raise ConfigurationError(f"{path}: {name}.{flag} must be true or false")
-        profiles[name] = RememberedProfile(
-            name,
-            values["client_id"],
-            values["federation_endpoint"],
-            values["federation_id"],
-            allow_insecure_http=flags["allow_insecure_http"],
-            keyring=flags["keyring"],
-        )
+        profiles[name] = _profile(name, entry, path)
     default = doc.get("default")
     if default is not None:
         default = _text(default, "default", path)
     return Profiles(path, default, profiles)
+
+
+def _profile(name: str, entry: Mapping[str, Any], path: str) -> RememberedProfile:
+    """One profile's entry, checked as :class:`~fedbearer.LoginSettings` would check it."""
+    client_id = _text(entry.get("client_id", ""), f"{name}.client_id", path)
+    insecure, keyring = (
+        _flag(entry, flag, name, path) for flag in ("allow_insecure_http", "keyring")
+    )
+    if entry.get("issuer") is None:
+        endpoint, federation_id = (
+            _text(entry.get(field, ""), f"{name}.{field}", path) for field in _FEDERATION_FIELDS
+        )
+        return RememberedProfile(name, client_id, endpoint, federation_id, insecure, keyring)
+    if any(field in entry for field in _FEDERATION_FIELDS):
+        raise ConfigurationError(
+            f"{path}: profile {name!r} names both an issuer and a federation; fix or delete "
+            "the file (fedbearer login writes it again)"
+        )
+    issuer = _text(entry["issuer"], f"{name}.issuer", path)
+    try:
+        scopes = scope_tokens(entry.get("scopes", ["openid"]))
+        params = authorization_params(entry.get("params"))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: profile {name!r}: {exc}") from None
+    return RememberedProfile(
+        name,
+        client_id,
+        allow_insecure_http=insecure,
+        keyring=keyring,
+        issuer=issuer,
+        scopes=scopes,
+        params=params,
+    )
+
+
+def _flag(entry: Mapping[str, Any], flag: str, name: str, path: str) -> bool:
+    value = entry.get(flag, False)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{path}: {name}.{flag} must be true or false")
+    return value
 
 
 def load_profiles(path: Optional[str] = None) -> Profiles:
@@ -138,7 +176,14 @@ def load_profiles(path: Optional[str] = None) -> Profiles:
 def _dump(default: Optional[str], profiles: Mapping[str, RememberedProfile]) -> bytes:
     doc: dict[str, Any] = {"default": default, "profiles": {}}
     for name, profile in profiles.items():
-        entry: dict[str, Any] = {field: getattr(profile, field) for field in _FIELDS}
+        entry: dict[str, Any] = {"client_id": profile.client_id}
+        if profile.issuer is None:
+            entry.update((field, getattr(profile, field)) for field in _FEDERATION_FIELDS)
+        else:
+            entry["issuer"] = profile.issuer
+            entry["scopes"] = list(profile.scopes)
+            if profile.params:
+                entry["params"] = dict(profile.params)
         for flag in ("allow_insecure_http", "keyring"):
             if getattr(profile, flag):
                 entry[flag] = True

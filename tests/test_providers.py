@@ -4,6 +4,7 @@ LocalFederation in the layouts of Keycloak, Okta, Entra ID, Google, Auth0 and De
 from __future__ import annotations
 
 import io
+import shlex
 import socket
 import threading
 from pathlib import Path
@@ -25,6 +26,7 @@ from fedbearer import (
     LoginSettings,
     MemoryTokenCache,
 )
+from fedbearer._cli import EXIT_OK, main
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 from .api_server import ProtectedAPI
@@ -351,15 +353,35 @@ def test_the_nebius_default_still_uses_the_nebius_file_and_key(federation, isola
 # ------------------------------------------------------------------------------ no person
 
 
-def test_without_interaction_an_issuer_gets_no_command_the_cli_cannot_run(make_provider):
-    # The command line cannot log in to another provider yet: no command is better than a
-    # command that fails.
+@pytest.mark.fedbearer_real  # the default cache: where the command's login puts the token
+def test_without_interaction_an_issuer_gets_the_command_that_logs_it_in(
+    make_provider, browser_command
+):
     fed = make_provider(layout="keycloak")
-    auth = from_issuer(fed, scopes="openid profile", interactive=False, profile="ci")
+
+    def adapter() -> FederationAuth:
+        return FederationAuth.from_issuer(
+            fed.issuer,
+            fed.client_id,
+            scopes="openid profile",
+            params={"audience": "api://things", "prompt": "login"},
+            profile="ci",
+            interactive=False,
+            writer=io.StringIO(),
+        )
+
     with pytest.raises(InteractionRequiredError) as info:
-        auth.get_token()
-    assert "fedbearer login" not in str(info.value)
+        adapter().get_token()
     assert fed.discovery_requests == 0  # nothing was contacted
+    command = shlex.split(str(info.value).split(" with: ", 1)[1])
+    assert command[:2] == ["fedbearer", "login"] and "--issuer" in command
+    assert main(command[1:]) == EXIT_OK  # $BROWSER completes the login
+    assert fed.code_exchanges == 1
+    for sent in fed.authorize_params:  # the pre-flight check's and the browser's
+        assert sent["scope"] == "openid profile" and sent["audience"] == "api://things"
+    # The same identity and the same cache: the adapter finds the command's token.
+    token = adapter().get_token()
+    assert fed.is_valid(token.token) and fed.code_exchanges == 1 and fed.refreshes == 0
 
 
 def test_without_interaction_endpoints_given_by_hand_get_no_command(make_provider):

@@ -13,11 +13,12 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import IO, Callable, Optional, cast
+from datetime import datetime
+from typing import IO, Any, Callable, Optional, cast
 
 from .. import _clock
 from .._auth import FederationAuth
-from .._cache import TokenCache
+from .._cache import TokenCache, default_cache, provider_cache
 from .._env_token import environment_token
 from .._exceptions import ConfigurationError, FedbearerError, InteractionRequiredError
 from .._interrupts import caused_by_interrupt
@@ -65,26 +66,41 @@ def _auth(
     args: argparse.Namespace,
     identity: Identity,
     cache: TokenCache,
-    writer: Progress,
+    writer: Optional[Progress] = None,
     *,
     env_token: bool,
 ) -> FederationAuth:
+    """The adapter for ``identity``; a command without login options (``logout``) never logs
+    in."""
     assert identity.client_id is not None
+    options: dict[str, Any] = {
+        "profile": identity.profile,
+        "cache": cache,
+        "allow_insecure_http": identity.allow_insecure_http,
+        "token_from_env": env_token,
+    }
+    if writer is not None:
+        options.update(
+            writer=cast(IO[str], writer),
+            no_browser_open=args.no_browser,
+            timeout=args.timeout,
+            port=args.port,
+            # None leaves it to FEDBEARER_INTERACTIVE; the flag can only turn logins off.
+            interactive=False if args.non_interactive else None,
+            preflight=args.preflight,
+        )
+    else:
+        options["interactive"] = False
+    if identity.issuer is not None:
+        return FederationAuth.from_issuer(
+            identity.issuer,
+            identity.client_id,
+            scopes=identity.scopes,
+            params=identity.params,
+            **options,
+        )
     return FederationAuth(
-        identity.client_id,
-        identity.federation_endpoint,
-        identity.federation_id,
-        profile=identity.profile,
-        writer=cast(IO[str], writer),
-        no_browser_open=args.no_browser,
-        timeout=args.timeout,
-        port=args.port,
-        cache=cache,
-        # None leaves it to FEDBEARER_INTERACTIVE; the flag can only turn logins off.
-        interactive=False if args.non_interactive else None,
-        allow_insecure_http=identity.allow_insecure_http,
-        preflight=args.preflight,
-        token_from_env=env_token,
+        identity.client_id, identity.federation_endpoint, identity.federation_id, **options
     )
 
 
@@ -98,17 +114,18 @@ def _obtain(
         auth = _auth(args, identity, cache, progress, env_token=env_token and args.env_token)
         if auth.token_variable is not None:
             return auth.get_token(), "environment"
-        before = cache.get(identity.key)
+        before = cache.get(auth.bearer.name)
         token = auth.get_token()
     if before is not None and token == before:
         return token, "cached"
     return token, "login" if progress.started else "refreshed"
 
 
-def environment_token_name() -> Optional[str]:
-    """The token variable set in this environment, if any (its value is never read out)."""
+def environment_token_name(identity: Optional[Identity] = None) -> Optional[str]:
+    """The token variable set in this environment for ``identity``, if any (its value is
+    never read out): ``NEBIUS_IAM_TOKEN`` counts for a Nebius federation only."""
     try:
-        found = environment_token(nebius=True)
+        found = environment_token(nebius=identity is None or identity.issuer is None)
     except ConfigurationError:
         return None  # reported where the token is used
     return None if found is None else found.variable
@@ -135,7 +152,7 @@ def _cmd_login(args: argparse.Namespace) -> int:
             f"{verb}{as_who}: {identity.describe()}; token {expiry(token)}{renewable}; "
             f"saved in {describe_cache(cache)}."
         )
-    variable = environment_token_name()
+    variable = environment_token_name(identity)
     if variable is not None:
         print(
             f"Note: ${variable} is set in this shell, so fedbearer token and FederationAuth "
@@ -215,6 +232,8 @@ def _cmd_logout(args: argparse.Namespace) -> int:
     identity = identity_from(args, need_client_id=False)
     cache = cache_from(args, identity)
     where = describe_cache(cache)
+    if identity.issuer is not None:
+        return _revoke_and_forget(args, identity, cache)
 
     def present() -> bool:
         return any(key == identity.key for key, _ in cache.entries())
@@ -233,21 +252,93 @@ def _cmd_logout(args: argparse.Namespace) -> int:
         )
     print(
         f"Logged out: removed the cached token of {identity.describe()} from {where}. "
-        "The federation was not contacted; the token itself expires on its own."
+        "The federation was not contacted (it has no revocation endpoint); the token itself "
+        "expires on its own."
     )
+    _note_environment_token(identity)
     return EXIT_OK
+
+
+def _revoke_and_forget(args: argparse.Namespace, identity: Identity, cache: TokenCache) -> int:
+    """``logout`` for another OpenID provider: revoke at its revocation endpoint (RFC 7009),
+    then forget, through :meth:`FederationAuth.logout`."""
+    where = describe_cache(cache)
+    auth = _auth(args, identity, cache, env_token=False)
+    try:
+        result = auth.logout()
+    except FedbearerError as exc:
+        # logout() forgets the tokens even when revoking them fails; say so only when true
+        # (it fails before that when the cache's lock cannot be had).
+        if any(key == auth.bearer.name for key, _ in cache.entries()):
+            raise
+        raise _Failure(
+            f"removed the cached token of {identity.describe()} from {where}, but the provider "
+            f"did not confirm the revocation: {exc}. The tokens may stay valid until they expire"
+        ) from exc
+    if not result.forgotten:
+        print(
+            f"Not logged in: no cached token for {identity.describe()} in {where}; "
+            "nothing to revoke or remove."
+        )
+    elif result.revocation_endpoint is None:
+        until = "" if result.expiration is None else f" until {_when(result.expiration)}"
+        print(
+            f"Logged out: removed the cached token of {identity.describe()} from {where}. "
+            f"The provider has no revocation endpoint, so the tokens were not revoked: the "
+            f"access token stays valid there{until}."
+        )
+    else:
+        revoked = " and ".join(kind.replace("_", " ") for kind in result.revoked)
+        print(
+            f"Logged out: revoked the {revoked} at {result.revocation_endpoint} and removed "
+            f"the cached token of {identity.describe()} from {where}."
+        )
+        if result.not_revoked:
+            kept = " and ".join(kind.replace("_", " ") for kind in result.not_revoked)
+            print(
+                f"The provider does not revoke the {kept} (unsupported_token_type); it stays "
+                "valid until it expires."
+            )
+    _note_environment_token(identity)
+    return EXIT_OK
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _note_environment_token(identity: Identity) -> None:
+    variable = environment_token_name(identity)
+    if variable is not None:
+        print(
+            f"Note: ${variable} is set in this shell; its token was neither revoked nor "
+            "removed, and fedbearer token and FederationAuth here still send it.",
+            file=sys.stderr,
+        )
+
+
+def _status_caches(args: argparse.Namespace, current: Optional[Identity]) -> list[TokenCache]:
+    """The caches ``status`` lists: the configured identity's first, then, unless a cache was
+    chosen (``--cache-file``, ``--keyring``), the other default file, since the Nebius
+    federation's tokens and other providers' are kept apart."""
+    primary = cache_from(args, current)
+    if args.cache_file is not None or isinstance(primary, KeyringTokenCache):
+        return [primary]
+    issuer = current is not None and current.issuer is not None
+    return [primary, default_cache() if issuer else provider_cache()]
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     current = resolve_identity(args, need_client_id=False, required=False)
-    cache = cache_from(args, current)
-    entries = cache.entries()
+    caches = _status_caches(args, current)
+    cache = caches[0]
+    listed = [(describe_cache(c), c.entries()) for c in caches]
+    where, entries = listed[0]
     profiles = load_profiles()
-    where = describe_cache(cache)
     variable, problem = None, None
     if args.env_token:
         try:
-            found = environment_token(nebius=True)
+            found = environment_token(nebius=current is None or current.issuer is None)
         except ConfigurationError as exc:  # says what is wrong, never the value
             problem = str(exc)
         else:
@@ -262,6 +353,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
                     "client_id": p.client_id,
                     "federation_endpoint": p.federation_endpoint,
                     "federation_id": p.federation_id,
+                    "issuer": p.issuer,
+                    "scopes": None if p.issuer is None else list(p.scopes),
+                    "params": None if p.issuer is None else dict(p.params),
                 }
                 for p in profiles.profiles.values()
             ],
@@ -278,11 +372,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "tokens": [
                 {
                     "key": key,
+                    "cache": place,
                     "expires_at": None if token.expires_at is None else int(token.expires_at),
                     "expired": token.is_expired(0),
                     "refreshable": token.refresh_token is not None,
                 }
-                for key, token in entries
+                for place, found_entries in listed
+                for key, token in found_entries
             ],
         }
         print(json.dumps(document, indent=2))
@@ -295,20 +391,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"Profiles remembered by fedbearer login, in {profiles.path}:")
         for profile in profiles.profiles.values():
             default = " (the default)" if profile.name == profiles.default else ""
-            fid = profile.federation_id or "no federation id"
-            print(
-                f"  {profile.name}{default}: client {profile.client_id} at "
-                f"{profile.federation_endpoint} ({fid})"
-            )
+            if profile.issuer is not None:
+                at = f"{profile.issuer} (scope {' '.join(profile.scopes)})"
+            else:
+                fid = profile.federation_id or "no federation id"
+                at = f"{profile.federation_endpoint} ({fid})"
+            print(f"  {profile.name}{default}: client {profile.client_id} at {at}")
     if not entries:
         print(f"No cached tokens in {where}.")
-        return EXIT_OK
-    print(f"Cached tokens in {where}:")
-    for key, token in entries:
-        mark = "*" if current is not None and key == current.key else " "
-        renewable = ", with a refresh token" if token.refresh_token else ""
-        print(f"{mark} {key}: {expiry(token)}{renewable}")
-    if current is not None and all(key != current.key for key, _ in entries):
+    for place, found_entries in listed:
+        if not found_entries:
+            continue
+        print(f"Cached tokens in {place}:")
+        for key, token in found_entries:
+            mark = "*" if place == where and current is not None and key == current.key else " "
+            renewable = ", with a refresh token" if token.refresh_token else ""
+            print(f"{mark} {key}: {expiry(token)}{renewable}")
+    if entries and current is not None and all(key != current.key for key, _ in entries):
         print(f"  (nothing cached for {current.describe()})")
     return EXIT_OK
 

@@ -15,19 +15,21 @@ from dataclasses import dataclass
 from typing import NoReturn, Optional
 
 from .. import __version__
-from .._cache import FileTokenCache, TokenCache, cache_key
+from .._cache import FileTokenCache, TokenCache, cache_key, provider_cache, provider_cache_key
 from .._exceptions import ConfigurationError
 from .._keyring import KeyringTokenCache
 from .._nebius_config import DEFAULT_CONFIG_FILE as NEBIUS_CONFIG_FILE
 from .._nebius_config import load_nebius_profile
 from .._profiles import RememberedProfile, load_profiles, remember_profile
-from .._protocol import normalize_endpoint
+from .._protocol import authorization_params, check_url, normalize_endpoint, scope_tokens
 from .._settings import DEFAULT_LOGIN_TIMEOUT
 
 CLIENT_ID_ENV = "FEDBEARER_CLIENT_ID"
 ENDPOINT_ENV = "FEDBEARER_FEDERATION_ENDPOINT"
 FEDERATION_ID_ENV = "FEDBEARER_FEDERATION_ID"
 PROFILE_ENV = "FEDBEARER_PROFILE"
+ISSUER_ENV = "FEDBEARER_ISSUER"
+SCOPE_ENV = "FEDBEARER_SCOPE"
 
 DEFAULT_PROFILE = "default"
 
@@ -63,6 +65,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _param(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text[:100]!r}")
+    return name, value
+
+
 def _path(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the path is empty")
@@ -80,11 +89,13 @@ exit codes:
 
 Each setting comes from its option (or --nebius-profile), else the environment
 (FEDBEARER_CLIENT_ID, FEDBEARER_FEDERATION_ENDPOINT, FEDBEARER_FEDERATION_ID,
-FEDBEARER_PROFILE), else the profile 'fedbearer login' remembered (--profile NAME, else
-the latest login), else the Nebius CLI's profile ($NEBIUS_PROFILE, else its default).
-After one 'fedbearer login ...', 'fedbearer token' needs no options. Tokens are cached
-in ~/.nebius/credentials.yaml, shared with the Nebius CLI. 'fedbearer demo' shows the
-whole login on this machine with no setup."""
+FEDBEARER_ISSUER, FEDBEARER_SCOPE, FEDBEARER_PROFILE), else the profile 'fedbearer login'
+remembered (--profile NAME, else the latest login), else the Nebius CLI's profile
+($NEBIUS_PROFILE, else its default). After one 'fedbearer login ...', 'fedbearer token'
+needs no options. A Nebius federation's tokens are cached in ~/.nebius/credentials.yaml,
+shared with the Nebius CLI; another OpenID provider's (--issuer) in fedbearer's own
+tokens.yaml in the user cache directory. 'fedbearer demo' shows the whole login on this
+machine with no setup."""
 
 
 def _identity_options() -> _Parser:
@@ -106,6 +117,26 @@ def _identity_options() -> _Parser:
         help=f"federation id, sent as federation-id ('' for none) [${FEDERATION_ID_ENV}]",
     )
     group.add_argument(
+        "--issuer",
+        metavar="URL",
+        help=(
+            "another OpenID provider, by its issuer (discovery gives its endpoints) "
+            f"[${ISSUER_ENV}]"
+        ),
+    )
+    group.add_argument(
+        "--scope",
+        metavar="SCOPES",
+        help=f"with --issuer: the scopes to ask for, 'a b c' (default: openid) [${SCOPE_ENV}]",
+    )
+    group.add_argument(
+        "--param",
+        metavar="NAME=VALUE",
+        type=_param,
+        action="append",
+        help="with --issuer: an extra authorization request parameter (repeatable)",
+    )
+    group.add_argument(
         "--profile",
         metavar="NAME",
         help=(
@@ -122,8 +153,8 @@ def _identity_options() -> _Parser:
         "--allow-insecure-http",
         action="store_true",
         help=(
-            "accept a plain http:// federation endpoint on another machine (the login code "
-            "and tokens then cross the network unencrypted; loopback never needs this)"
+            "accept plain http:// to another machine (code and tokens then cross the "
+            "network unencrypted)"
         ),
     )
     where = group.add_mutually_exclusive_group()
@@ -131,16 +162,16 @@ def _identity_options() -> _Parser:
         "--cache-file",
         metavar="PATH",
         type=_path,
-        help="token cache file (default: ~/.nebius/credentials.yaml, the Nebius CLI's)",
+        help=(
+            "token cache file (default: ~/.nebius/credentials.yaml, the Nebius CLI's; "
+            "with --issuer, fedbearer's own tokens.yaml)"
+        ),
     )
     where.add_argument(
         "--keyring",
         action="store_true",
         default=None,
-        help=(
-            "keep tokens in the OS keyring instead of a file (pip install "
-            "'fedbearer[keyring]'); fedbearer login remembers the choice for the profile"
-        ),
+        help=("keep tokens in the OS keyring, not a file (fedbearer[keyring]); login remembers it"),
     )
     group.add_argument(
         "--no-env-token",
@@ -310,20 +341,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass(frozen=True)
 class Identity:
-    """Whose token a command works on: the settings that make its cache key, and the client."""
+    """Whose token a command works on: the provider, the client and the profile.
+
+    A Nebius federation (``federation_endpoint`` and ``federation_id``) or, when
+    ``issuer`` is set, another OpenID provider with its ``scopes`` and ``params``
+    (normalised as :class:`~fedbearer.LoginSettings` normalises them, so :attr:`key` is
+    the key the library uses).
+    """
 
     client_id: Optional[str]
-    federation_endpoint: str
-    federation_id: str
     profile: str
+    federation_endpoint: str = ""
+    federation_id: str = ""
+    issuer: Optional[str] = None
+    scopes: tuple[str, ...] = ("openid",)
+    params: tuple[tuple[str, str], ...] = ()
     allow_insecure_http: bool = False
     keyring: bool = False
 
     @property
     def key(self) -> str:
-        return cache_key(self.federation_endpoint, self.federation_id, self.profile)
+        """The token cache key (:func:`~fedbearer.cache_key` or the provider key)."""
+        if self.issuer is None:
+            return cache_key(self.federation_endpoint, self.federation_id, self.profile)
+        assert self.client_id is not None  # resolve_identity requires it with an issuer
+        return provider_cache_key(
+            self.client_id, self.profile, issuer=self.issuer, scopes=self.scopes, params=self.params
+        )
 
     def describe(self) -> str:
+        if self.issuer is not None:
+            return f"profile '{self.profile}' at {self.issuer} (scope {' '.join(self.scopes)})"
         fid = f"federation {self.federation_id}" if self.federation_id else "no federation id"
         return f"profile '{self.profile}' at {self.federation_endpoint} ({fid})"
 
@@ -353,44 +401,90 @@ def resolve_identity(
     4. the Nebius CLI's own profile (``$NEBIUS_PROFILE``, else its ``default:``), so a
        Nebius CLI user needs only ``--client-id``.
 
+    The provider is named as a whole by the first source that names one: ``--issuer`` (or
+    ``$FEDBEARER_ISSUER``) for another OpenID provider, the federation options (or
+    variables) for a Nebius federation; naming both in one place is an error. Scopes and
+    extra parameters go with an issuer only; a remembered profile of the same issuer
+    supplies those not given.
+
     The profile name: ``--profile``, ``$FEDBEARER_PROFILE``, the ``--nebius-profile`` name,
-    the remembered default (only when no endpoint was given: an endpoint given alone means
+    the remembered default (only when no provider was given: a provider given alone means
     the ``default`` profile), the Nebius CLI's, else ``default``. With ``required=False``,
-    ``None`` when no endpoint or federation id is configured.
+    ``None`` when the identity is not fully configured.
     """
     explicit = None
     if args.nebius_profile is not None:
         explicit = load_nebius_profile(args.nebius_profile)
-    from_nebius = (
-        (None, None, None)
-        if explicit is None
-        else (
-            explicit.federation_endpoint,
-            explicit.federation_id,
-            explicit.name,
-        )
+    federation_options = (
+        args.federation_endpoint is not None
+        or args.federation_id is not None
+        or explicit is not None
     )
+    if args.issuer is not None and federation_options:
+        raise ConfigurationError(
+            "--issuer names another OpenID provider, while --federation-endpoint, "
+            "--federation-id and --nebius-profile name a Nebius federation; give one or "
+            "the other"
+        )
     client_id = _first(args.client_id, _env(CLIENT_ID_ENV))
-    endpoint = _first(args.federation_endpoint, from_nebius[0], _env(ENDPOINT_ENV))
-    federation_id = _first(args.federation_id, from_nebius[1], _env(FEDERATION_ID_ENV))
-    profile = _first(args.profile, _env(PROFILE_ENV), from_nebius[2])
+    profile = _first(args.profile, _env(PROFILE_ENV), None if explicit is None else explicit.name)
+    scope: Optional[str] = args.scope
+    scope_source = "--scope"
+    if scope is None and _env(SCOPE_ENV) is not None:
+        scope, scope_source = _env(SCOPE_ENV), SCOPE_ENV
+    params: Optional[list[tuple[str, str]]] = args.param
     insecure = args.allow_insecure_http
     keyring = bool(args.keyring)
-    if client_id is None or endpoint is None or federation_id is None:
+    issuer: Optional[str] = None
+    endpoint: Optional[str] = None
+    federation_id: Optional[str] = None
+    if args.issuer is not None:
+        issuer = args.issuer
+    elif federation_options:
+        endpoint = _first(
+            args.federation_endpoint,
+            None if explicit is None else explicit.federation_endpoint,
+            _env(ENDPOINT_ENV),
+        )
+        federation_id = _first(
+            args.federation_id,
+            None if explicit is None else explicit.federation_id,
+            _env(FEDERATION_ID_ENV),
+        )
+    else:
+        issuer, endpoint = _env(ISSUER_ENV), _env(ENDPOINT_ENV)
+        if issuer is not None and endpoint is not None:
+            raise ConfigurationError(
+                f"both {ISSUER_ENV} and {ENDPOINT_ENV} are set, naming two providers; unset "
+                "one, or pass --issuer or --federation-endpoint"
+            )
+        if issuer is None:
+            federation_id = _env(FEDERATION_ID_ENV)
+    named = issuer is not None or endpoint is not None
+    if client_id is None or not named or (issuer is None and federation_id is None):
         profiles = load_profiles()
-        # An endpoint given alone names no remembered profile: it means "default".
-        name = profile if profile is not None or endpoint is not None else profiles.default
+        # A provider given alone names no remembered profile: it means "default".
+        name = profile if profile is not None or named else profiles.default
         remembered = profiles.get(name) if name is not None else None
         if remembered is not None:
             profile = remembered.name
             client_id = _first(client_id, remembered.client_id or None)
-            if endpoint is None:
-                endpoint, insecure = remembered.federation_endpoint, remembered.allow_insecure_http
-            federation_id = _first(federation_id, remembered.federation_id)
+            if not named:
+                issuer = remembered.issuer
+                endpoint = None if issuer is not None else remembered.federation_endpoint
+                insecure = insecure or remembered.allow_insecure_http
+            if issuer is None and remembered.issuer is None:
+                federation_id = _first(federation_id, remembered.federation_id)
+            elif issuer is not None and issuer == remembered.issuer:
+                if scope is None:
+                    scope, scope_source = " ".join(remembered.scopes), str(profiles.path)
+                if params is None:
+                    params = list(remembered.params)
             if args.keyring is None and args.cache_file is None:
                 keyring = remembered.keyring
     if (
-        endpoint is None
+        issuer is None
+        and endpoint is None
         and explicit is None
         and os.path.exists(os.path.expanduser(NEBIUS_CONFIG_FILE))
     ):
@@ -400,12 +494,32 @@ def resolve_identity(
         profile = _first(profile, nebius.name)
     profile = _first(profile, DEFAULT_PROFILE)
     assert profile is not None
+    if not profile.strip():
+        raise ConfigurationError("the profile name is empty; pass --profile NAME")
+    if issuer is not None:
+        return _issuer_identity(
+            issuer,
+            client_id,
+            profile,
+            scope=(scope, scope_source),
+            params=params,
+            insecure=insecure,
+            keyring=keyring,
+            required=required,
+        )
+    if scope is not None or params is not None:
+        given = "--param" if scope is None else scope_source
+        raise ConfigurationError(
+            f"{given} is for another OpenID provider (--issuer URL); a Nebius federation is "
+            "always asked for scope openid and its federation id"
+        )
     if not endpoint or not endpoint.strip():
         if not required:
             return None
         raise ConfigurationError(
             "no federation endpoint: pass --federation-endpoint URL (once: fedbearer login "
-            f"remembers it), set {ENDPOINT_ENV}, or use --nebius-profile NAME"
+            f"remembers it), set {ENDPOINT_ENV}, or use --nebius-profile NAME; for another "
+            "OpenID provider, --issuer URL"
         )
     if federation_id is None:
         if not required:
@@ -419,12 +533,60 @@ def resolve_identity(
             f"no client id: pass --client-id ID (once: fedbearer login remembers it) or set "
             f"{CLIENT_ID_ENV} (the OAuth client id of your application)"
         )
-    if not profile.strip():
-        raise ConfigurationError("the profile name is empty; pass --profile NAME")
     # A bad endpoint, id or profile is a usage error before anything runs.
     normalize_endpoint(endpoint, allow_insecure_http=insecure)
     cache_key(endpoint, federation_id, profile)
-    return Identity(client_id, endpoint, federation_id, profile, insecure, keyring)
+    return Identity(
+        client_id,
+        profile,
+        federation_endpoint=endpoint,
+        federation_id=federation_id,
+        allow_insecure_http=insecure,
+        keyring=keyring,
+    )
+
+
+def _issuer_identity(
+    issuer: str,
+    client_id: Optional[str],
+    profile: str,
+    *,
+    scope: tuple[Optional[str], str],
+    params: Optional[list[tuple[str, str]]],
+    insecure: bool,
+    keyring: bool,
+    required: bool,
+) -> Optional[Identity]:
+    """Another OpenID provider's identity, checked as :class:`~fedbearer.LoginSettings`
+    checks it. Its cache key holds the client id, so the client id is always needed."""
+    if client_id is None or not client_id.strip():
+        if not required:
+            return None
+        raise ConfigurationError(
+            f"no client id: pass --client-id ID (once: fedbearer login remembers it) or set "
+            f"{CLIENT_ID_ENV} (the client id registered at {issuer[:200]})"
+        )
+    check_url(issuer, "--issuer", allow_insecure_http=insecure, query=False)
+    text, source = scope
+    try:
+        scopes = scope_tokens("openid" if text is None else text)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: {exc}") from None
+    try:
+        pairs = authorization_params(params)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"--param: {exc}") from None
+    identity = Identity(
+        client_id,
+        profile,
+        issuer=issuer,
+        scopes=scopes,
+        params=pairs,
+        allow_insecure_http=insecure,
+        keyring=keyring,
+    )
+    identity.key  # noqa: B018 - a profile the key cannot hold is a usage error now
+    return identity
 
 
 def _first(*values: Optional[str]) -> Optional[str]:
@@ -446,15 +608,21 @@ def remember(identity: Identity) -> str:
             identity.federation_id,
             identity.allow_insecure_http,
             identity.keyring,
+            issuer=identity.issuer,
+            scopes=identity.scopes,
+            params=identity.params,
         )
     )
 
 
 def cache_from(args: argparse.Namespace, identity: Optional[Identity] = None) -> TokenCache:
     """The OS keyring when ``--keyring`` (or the remembered profile) chose it; else the file
-    ``--cache-file`` names, else ``~/.nebius/credentials.yaml``."""
+    ``--cache-file`` names; else, as in the library, ``~/.nebius/credentials.yaml`` for a
+    Nebius federation and fedbearer's own file for another provider."""
     if args.keyring or (identity is not None and identity.keyring):
         return KeyringTokenCache()
+    if args.cache_file is None and identity is not None and identity.issuer is not None:
+        return provider_cache()
     return FileTokenCache(args.cache_file)
 
 

@@ -249,12 +249,16 @@ def interaction_required(args: argparse.Namespace, exc: InteractionRequiredError
     assert identity.client_id is not None
     command = login_command(
         identity.client_id,
-        identity.federation_endpoint,
-        identity.federation_id,
         identity.profile,
+        federation_endpoint=identity.federation_endpoint,
+        federation_id=identity.federation_id,
+        issuer=identity.issuer,
+        scopes=identity.scopes,
+        params=identity.params,
         nebius_profile=args.nebius_profile,
         allow_insecure_http=identity.allow_insecure_http,
         cache_file=args.cache_file,
+        keyring=identity.keyring,
     )
     if getattr(args, "non_interactive", False):
         why, where = "--non-interactive was given", "a terminal"
