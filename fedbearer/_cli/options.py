@@ -310,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command(
         "logout",
-        "remove the cached token of a profile",
-        "Remove the profile's token from the cache. The federation is not contacted: the "
-        "token stays valid there until it expires.",
+        "remove the cached token of a profile (and revoke it, with --issuer)",
+        "Remove the profile's token from the cache. A Nebius federation is not contacted: "
+        "the token stays valid there until it expires. Another OpenID provider (--issuer) "
+        "is asked first to revoke the tokens, when it has a revocation endpoint.",
         identity,
         debug,
     )
