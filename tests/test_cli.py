@@ -198,6 +198,16 @@ def test_fedbearer_interactive_0_in_the_environment_also_means_exit_3(
     assert "FEDBEARER_INTERACTIVE=0" in one_line(capsys.readouterr().err)
 
 
+def test_ci_true_in_the_environment_is_named_as_what_turned_logins_off(
+    local_federation, monkeypatch, capsys
+):
+    monkeypatch.setenv("CI", "true")
+    assert main(["token", *flags(local_federation)]) == EXIT_INTERACTION_REQUIRED
+    line = one_line(capsys.readouterr().err)
+    assert "but CI=true turns interactive logins off" in line
+    assert "a terminal where CI is not set" in line and "FEDBEARER_INTERACTIVE=" not in line
+
+
 def test_following_the_exit_3_login_command_fixes_the_failure(
     local_federation, browser_command, tmp_path, capsys
 ):

@@ -24,6 +24,7 @@ from .._exceptions import (
 )
 from .._interrupts import defers_interrupts
 from .._login_command import login_command
+from .._settings import interactive_from_env
 from .._token import Token, jwt_claims
 from .options import identity_from
 
@@ -263,9 +264,11 @@ def interaction_required(args: argparse.Namespace, exc: InteractionRequiredError
     if getattr(args, "non_interactive", False):
         why, where = "--non-interactive was given", "a terminal"
     else:
-        value = os.environ.get("FEDBEARER_INTERACTIVE", "")
-        why = f"FEDBEARER_INTERACTIVE={value} turns interactive logins off"
-        where = "a terminal where FEDBEARER_INTERACTIVE is not set"
+        # What turned them off: FEDBEARER_INTERACTIVE=0, or CI=true with it unset.
+        _, source = interactive_from_env()
+        why = f"{source} turns interactive logins off"
+        variable = source.split("=")[0] if "=" in source else None
+        where = "a terminal" if variable is None else f"a terminal where {variable} is not set"
     return (
         f"a login is needed for {identity.describe()} but {why}; log in first from "
         f"{where} with: {command}"
