@@ -5,6 +5,8 @@
 - :mod:`.chromium` — :class:`~.chromium.BrowserDriver`, Playwright-driven ``/usr/bin/chromium``
   in a thread of its own, reachable through ``$BROWSER`` (``browser_shim.py``) or directly.
 - ``conftest.py`` — the fixtures (``independent_provider``, ``browser_driver``, ...).
+- :func:`fedbearer_command` and :func:`cli_environment` — the ``fedbearer`` command as a
+  user runs it, in a process of its own that imports this checkout's fedbearer.
 
 Every interop test checks its requirements through :func:`require_interop`, which applies
 the suite's skip-or-fail policy (:func:`tests.conftest.skip_or_fail`): when a requirement is
@@ -17,12 +19,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Optional
 
 from ..conftest import skip_or_fail
 
 HERE = Path(__file__).resolve().parent
+#: The checkout under test: the ``PYTHONPATH`` of every ``fedbearer`` process a test starts,
+#: so it runs this code, not whatever copy of fedbearer is installed.
+REPO = HERE.parents[1]
 NODE_MODULES = HERE / "node_modules"
 CHROMIUM = Path(os.environ.get("FEDBEARER_CHROMIUM", "/usr/bin/chromium"))
 
@@ -70,3 +76,24 @@ def require_interop(*, provider: bool = True, browser: bool = True) -> None:
     if not reasons:
         return
     skip_or_fail("interop requirements missing: " + "; ".join(reasons))
+
+
+def fedbearer_command(*args: str) -> list[str]:
+    """``python -m fedbearer <args>``: the ``fedbearer`` command, run with this interpreter
+    (with :func:`cli_environment`, on this checkout's code)."""
+    return [sys.executable, "-m", "fedbearer", *args]
+
+
+def cli_environment(home: Path, **variables: str) -> dict[str, str]:
+    """The whole environment of a ``fedbearer`` process, built from nothing: no ambient
+    ``DISPLAY``, ``BROWSER``, ``CI``, proxies or ``FEDBEARER_*`` reach it. ``HOME`` is
+    ``home``, ``PYTHONPATH`` is :data:`REPO`; ``variables`` add to or override these
+    (``PATH=...``, ``BROWSER=...``)."""
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(REPO),
+    }
+    env.update(variables)
+    return env

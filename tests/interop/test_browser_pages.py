@@ -50,6 +50,7 @@ from fedbearer import (
 from fedbearer.testing import LocalFederation
 
 from ..conftest import assert_released, login_threads, wait_for
+from . import REPO
 from .chromium import (
     BrowserDriver,
     BrowserResult,
@@ -66,7 +67,6 @@ from .provider import IndependentProvider
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 
-REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS_ENV = "FEDBEARER_SCREENSHOTS"
 
 #: What the docs' screenshots show: a desktop window, a phone, the dark colour scheme.

@@ -31,6 +31,7 @@ import requests
 from fedbearer import FileTokenCache, cache_key
 
 from ..conftest import import_or_fail
+from . import cli_environment, fedbearer_command
 from .chromium import BrowserDriver
 from .provider import IndependentProvider
 from .remote_browser import login_and_approve_unreachable
@@ -40,7 +41,6 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals and paste are POSIX"),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 SSH_CONNECTION = "10.0.0.1 5555 10.0.0.2 22"
 # Every browser launcher webbrowser or a desktop might try; each records its calls.
 LAUNCHERS = (
@@ -95,24 +95,19 @@ def ssh_environment(tmp_path: Path) -> tuple[dict[str, str], Path]:
     bin_dir = fake_launchers(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
-    env = {
-        "PATH": str(bin_dir),
-        "HOME": str(home),
-        "TERM": "xterm",
-        "LANG": "C.UTF-8",
-        "PYTHONPATH": str(REPO),
-        "SSH_CONNECTION": SSH_CONNECTION,
-        "SSH_TTY": "/dev/pts/3",
-    }
+    env = cli_environment(
+        home,
+        PATH=str(bin_dir),
+        TERM="xterm",
+        SSH_CONNECTION=SSH_CONNECTION,
+        SSH_TTY="/dev/pts/3",
+    )
     return env, bin_dir
 
 
 def cli(command: str, op: IndependentProvider, cache_file: Path, *options: str) -> list[str]:
     """``python -m fedbearer <command> <options> --client-id ... --cache-file <cache_file>``."""
-    return [
-        sys.executable,
-        "-m",
-        "fedbearer",
+    return fedbearer_command(
         command,
         *options,
         "--client-id",
@@ -123,7 +118,7 @@ def cli(command: str, op: IndependentProvider, cache_file: Path, *options: str) 
         op.federation_id,
         "--cache-file",
         str(cache_file),
-    ]
+    )
 
 
 @pytest.mark.browser
@@ -251,7 +246,7 @@ def test_token_non_interactive_with_an_empty_cache_fails_at_once_naming_fedbeare
 
     baseline_started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "fedbearer", "--version"],
+        fedbearer_command("--version"),
         env=env,
         capture_output=True,
         timeout=30,
