@@ -175,7 +175,8 @@ class Bearer:
 def _login_hint(settings: LoginSettings) -> Optional[str]:
     """The ``fedbearer login`` command that logs in for ``settings`` (to paste into a
     terminal), or ``None`` when the command line cannot express them (a provider given by
-    its endpoints rather than its issuer, or one that needs a client secret)."""
+    its endpoints rather than its issuer, one that needs a client secret, a parameter name
+    with ``=``)."""
     if settings.kind == "federation":
         return login_command(
             settings.client_id,

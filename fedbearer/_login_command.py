@@ -13,6 +13,11 @@ from collections.abc import Iterable
 from typing import Optional
 
 
+def _option(name: str, value: str) -> list[str]:
+    # "--scope=-x", not "--scope -x": argparse would take "-x" for an option of its own.
+    return [f"{name}={value}"] if value.startswith("-") else [name, value]
+
+
 def login_command(
     client_id: str,
     profile: str,
@@ -26,39 +31,36 @@ def login_command(
     allow_insecure_http: bool = False,
     cache_file: Optional[str] = None,
     keyring: bool = False,
-) -> str:
-    """``fedbearer login ...`` for this identity, quoted for a POSIX shell.
+) -> Optional[str]:
+    """``fedbearer login ...`` for this identity, quoted for a POSIX shell; ``None`` when
+    the command line cannot express it (a parameter name containing ``=``).
 
     A Nebius federation is named by ``federation_endpoint`` and ``federation_id`` (or
     ``nebius_profile``), another OpenID provider by its ``issuer``, ``scopes`` and
-    ``params``. Every setting is spelled out, so the command logs in the same identity
-    whatever the environment of the terminal it is pasted into; ``cache_file`` and
-    ``keyring`` keep it on the same cache.
+    ``params``. Every setting is spelled out, the scopes too, so the command logs in the
+    same identity whatever the environment of the terminal it is pasted into (a
+    ``FEDBEARER_SCOPE`` there, say); ``cache_file`` and ``keyring`` keep it on the same
+    cache.
     """
     command = ["fedbearer", "login"]
     if issuer is not None:
-        command += ["--issuer", issuer, "--client-id", client_id]
-        scopes = tuple(scopes)
-        if scopes != ("openid",):
-            command += ["--scope", " ".join(scopes)]
+        command += [*_option("--issuer", issuer), *_option("--client-id", client_id)]
+        command += _option("--scope", " ".join(scopes))
         for name, value in params:
-            command += ["--param", f"{name}={value}"]
+            if "=" in name:
+                return None
+            command += _option("--param", f"{name}={value}")
     else:
         if nebius_profile is not None:
-            command += ["--nebius-profile", nebius_profile]
-        command += [
-            "--client-id",
-            client_id,
-            "--federation-endpoint",
-            federation_endpoint,
-            "--federation-id",
-            federation_id,
-        ]
-    command += ["--profile", profile]
+            command += _option("--nebius-profile", nebius_profile)
+        command += _option("--client-id", client_id)
+        command += _option("--federation-endpoint", federation_endpoint)
+        command += _option("--federation-id", federation_id)
+    command += _option("--profile", profile)
     if allow_insecure_http:
         command.append("--allow-insecure-http")
     if cache_file is not None:
-        command += ["--cache-file", cache_file]
+        command += _option("--cache-file", cache_file)
     elif keyring:
         command.append("--keyring")
     return shlex.join(command)

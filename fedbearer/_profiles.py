@@ -38,7 +38,7 @@ import portalocker
 import yaml
 
 from ._exceptions import ConfigurationError
-from ._protocol import authorization_params, scope_tokens
+from ._protocol import authorization_params, check_url, scope_tokens
 
 #: Largest profiles file read: it holds a few lines per profile.
 MAX_PROFILES_FILE_BYTES = 256 * 1024
@@ -138,6 +138,7 @@ def _profile(name: str, entry: Mapping[str, Any], path: str) -> RememberedProfil
         )
     issuer = _text(entry["issuer"], f"{name}.issuer", path)
     try:
+        check_url(issuer, "issuer", allow_insecure_http=insecure, query=False)
         scopes = scope_tokens(entry.get("scopes", ["openid"]))
         params = authorization_params(entry.get("params"))
     except ConfigurationError as exc:

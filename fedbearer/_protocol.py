@@ -311,15 +311,16 @@ def authorization_params(params: object) -> tuple[tuple[str, str], ...]:
             raise ConfigurationError("params must be a mapping or (name, value) pairs")
         name, value = pair
         if not isinstance(name, str) or not name or not name.isprintable():
-            raise ConfigurationError(f"params name {name!r} must be a non-empty printable string")
+            shown = repr(name)[:100] if isinstance(name, str) else type(name).__name__
+            raise ConfigurationError(f"params name {shown} must be a non-empty printable string")
         if name in RESERVED_PARAMS:
             raise ConfigurationError(
                 f"params may not set {name!r}: fedbearer sets it (scopes go in scopes=)"
             )
         if any(name == seen for seen, _ in result):
-            raise ConfigurationError(f"params names {name!r} twice (RFC 6749 §3.1)")
+            raise ConfigurationError(f"params names {name[:100]!r} twice (RFC 6749 §3.1)")
         if not isinstance(value, str) or not value.isprintable():
-            raise ConfigurationError(f"params value of {name!r} must be a printable string")
+            raise ConfigurationError(f"params value of {name[:100]!r} must be a printable string")
         result.append((name, value))
     return tuple(result)
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from fedbearer import (
+    ConfigurationError,
     FederationAuth,
     FileTokenCache,
     KeyringTokenCache,
@@ -24,6 +25,7 @@ from fedbearer import (
 )
 from fedbearer._cli import EXIT_FAILURE, EXIT_INTERACTION_REQUIRED, EXIT_OK, EXIT_USAGE, main
 from fedbearer._cli.options import build_parser, resolve_identity
+from fedbearer._login_command import login_command
 from fedbearer._profiles import RememberedProfile, load_profiles, remember_profile
 
 pytestmark = [pytest.mark.fedbearer_real, pytest.mark.timeout(60)]
@@ -133,18 +135,51 @@ def test_the_issuer_and_scope_can_come_from_the_environment(
 
 
 def test_non_interactive_exit_3_gives_the_issuer_command_and_following_it_fixes_it(
-    keycloak, browser_command, tmp_path, capsys
+    keycloak, browser_command, tmp_path, monkeypatch, capsys
 ):
     cache = ["--cache-file", str(tmp_path / "tokens.yaml")]
-    argv = ["token", *issuer_flags(keycloak, "--param", "prompt=login", *cache, "--profile", "ci")]
+    base = ["--issuer", keycloak.issuer, "--client-id", keycloak.client_id]
+    argv = ["token", *base, "--param", "prompt=login", *cache, "--profile", "ci"]
     code, _, err = run(capsys, *argv, "--non-interactive")
     assert code == EXIT_INTERACTION_REQUIRED and keycloak.discovery_requests == 0
     command = shlex.split(one_line(err).split(" with: ", 1)[1])
     assert command[:2] == ["fedbearer", "login"] and "--issuer" in command
-    assert run(capsys, *command[1:])[0] == EXIT_OK
+    # Pasted into a terminal that sets other scopes, it still logs in this identity.
+    assert command[command.index("--scope") + 1] == "openid"
+    with monkeypatch.context() as terminal:
+        terminal.setenv("FEDBEARER_SCOPE", "openid email")
+        assert run(capsys, *command[1:])[0] == EXIT_OK
     code, out, _ = run(capsys, *argv, "--non-interactive")
     assert code == EXIT_OK and keycloak.is_valid(out.strip())
     assert keycloak.code_exchanges == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"scopes": ("-x",)}, ["--scope=-x"]),
+        ({"params": (("-p", "v"),)}, ["--param=-p=v"]),
+        ({"params": (("a", "b=c"),)}, ["--param", "a=b=c"]),
+        ({"keyring": True}, ["--keyring"]),
+        ({"keyring": True, "cache_file": "/tmp/x y"}, ["--cache-file", "/tmp/x y"]),
+    ],
+)
+def test_the_login_command_parses_back_to_the_same_settings(options, expected):
+    command = login_command("cli", "kc", issuer="https://sso.example.com", **options)
+    assert command is not None
+    words = shlex.split(command)
+    assert all(word in words for word in expected)
+    args = build_parser().parse_args(words[1:])
+    assert args.issuer == "https://sso.example.com" and args.profile == "kc"
+    if "scopes" in options:
+        assert args.scope == " ".join(options["scopes"])
+    if "params" in options:
+        assert args.param == list(options["params"])
+    assert bool(args.keyring) == (options.get("keyring", False) and "cache_file" not in options)
+
+
+def test_a_parameter_name_with_an_equals_sign_gets_no_command():
+    assert login_command("cli", "kc", issuer="https://a.example", params=(("a=b", "c"),)) is None
 
 
 # ---------------------------------------------------------------------- bad settings
@@ -204,6 +239,12 @@ def test_a_plain_http_issuer_elsewhere_needs_the_flag(capsys):
     assert code == EXIT_INTERACTION_REQUIRED  # accepted; then no login without a person
 
 
+def test_status_works_with_a_scope_variable_and_nothing_configured(monkeypatch, capsys):
+    monkeypatch.setenv("FEDBEARER_SCOPE", "openid email")
+    code, out, _ = run(capsys, "status")
+    assert code == EXIT_OK and "No cached tokens" in out
+
+
 def test_an_issuer_needs_a_client_id(capsys):
     code, _, err = run(capsys, "logout", "--issuer", "https://sso.example.com")
     assert code == EXIT_USAGE and "--client-id" in err
@@ -261,6 +302,28 @@ def test_a_failed_revocation_exits_1_after_removing_the_entry(
     assert tokens_in(provider_file) == {} and keycloak.is_valid(token.token)
 
 
+def test_logout_says_which_tokens_the_provider_would_not_revoke(
+    keycloak, browser_command, provider_file, capsys
+):
+    assert run(capsys, "token", *issuer_flags(keycloak))[0] == EXIT_OK
+    keycloak.fail_next("unsupported_token_type")  # the refresh token's
+    code, out, _ = run(capsys, "logout", *issuer_flags(keycloak))
+    lines = [one_line(line) for line in out.splitlines()]
+    assert code == EXIT_OK and len(lines) == 2
+    assert lines[0].startswith("Logged out: revoked the access token at ")
+    assert lines[1] == (
+        f"{keycloak.revocation_url} does not revoke the refresh token "
+        "(unsupported_token_type): it stays valid there until it expires."
+    )
+    assert run(capsys, "token", *issuer_flags(keycloak))[0] == EXIT_OK
+    keycloak.fail_next("unsupported_token_type", 2)  # both
+    code, out, _ = run(capsys, "logout", *issuer_flags(keycloak))
+    lines = [one_line(line) for line in out.splitlines()]
+    assert code == EXIT_OK and lines[0].startswith("Logged out: removed the cached token")
+    assert "refresh token and access token (unsupported_token_type)" in lines[1]
+    assert tokens_in(provider_file) == {}
+
+
 def test_logout_with_nothing_cached_contacts_nobody(keycloak, capsys):
     code, out, _ = run(capsys, "logout", *issuer_flags(keycloak))
     assert code == EXIT_OK and one_line(out).startswith("Not logged in")
@@ -277,6 +340,11 @@ def test_logout_notes_a_token_in_the_environment_it_leaves_alone(
     assert code == EXIT_OK and "revoked" in out
     assert "$FEDBEARER_TOKEN is set" in err and "env-token" not in out + err
     assert [p["token"] for p in keycloak.revocation_params if p["token"] == "env-token"] == []
+    # NEBIUS_IAM_TOKEN is a Nebius federation's: for this provider it is not a token source.
+    monkeypatch.delenv("FEDBEARER_TOKEN")
+    assert run(capsys, "token", *issuer_flags(keycloak))[0] == EXIT_OK
+    code, _, err = run(capsys, "logout", *issuer_flags(keycloak))
+    assert code == EXIT_OK and err == ""
 
 
 # ---------------------------------------------------------------------- status and profiles
@@ -333,7 +401,7 @@ def test_from_profile_keeps_the_remembered_keyring_choice(isolated_env):
     assert not isinstance(FederationAuth.from_profile("kc", cache=None).cache, KeyringTokenCache)
 
 
-def test_a_remembered_issuer_fills_the_scopes_of_the_same_issuer_only(
+def test_a_remembered_issuer_fills_what_is_not_given_for_the_same_issuer_only(
     keycloak, browser_command, capsys
 ):
     argv = issuer_flags(keycloak, "--param", "audience=api", "--profile", "kc")
@@ -345,9 +413,74 @@ def test_a_remembered_issuer_fills_the_scopes_of_the_same_issuer_only(
 
     same = identity("--issuer", keycloak.issuer, "--profile", "kc")
     assert same.scopes == tuple(SCOPE.split()) and same.params == (("audience", "api"),)
-    other = identity("--issuer", "https://other.example", "--profile", "kc")
+    assert same.client_id == keycloak.client_id
+    # With the client id given too, the remembered scopes and parameters still apply: a
+    # second login of the profile keeps them, and finds the token they were minted for.
+    code, out, _ = run(
+        capsys,
+        "login",
+        "--issuer",
+        keycloak.issuer,
+        "--client-id",
+        keycloak.client_id,
+        "--profile",
+        "kc",
+    )
+    assert code == EXIT_OK and one_line(out).startswith("Already logged in")
+    assert load_profiles().get("kc").params == (("audience", "api"),)
+    assert keycloak.code_exchanges == 1
+    # Another issuer under the same name: nothing remembered applies, not even the client
+    # id, which was registered at the first provider.
+    with pytest.raises(ConfigurationError, match="no client id"):
+        identity("--issuer", "https://other.example", "--profile", "kc")
+    other = identity("--issuer", "https://other.example", "--profile", "kc", "--client-id", "o")
     assert other.scopes == ("openid",) and other.params == ()
-    assert other.client_id == keycloak.client_id  # the client id still comes from it
+
+
+def test_federation_settings_never_silently_give_way_to_a_remembered_issuer(monkeypatch, capsys):
+    remember_profile(RememberedProfile("kc", "cli", issuer="https://sso.example.com"))
+    code, _, err = run(capsys, "token", "--federation-id", "f")
+    assert code == EXIT_USAGE and "--federation-id" in err and "sso.example.com" in err
+    monkeypatch.setenv("FEDBEARER_FEDERATION_ID", "f")
+    code, _, err = run(capsys, "token")
+    assert code == EXIT_USAGE and "FEDBEARER_FEDERATION_ID" in err
+    monkeypatch.setenv("FEDBEARER_ISSUER", "https://sso.example.com")
+    code, _, err = run(capsys, "token")
+    assert code == EXIT_USAGE
+    assert "FEDBEARER_ISSUER" in err and "FEDBEARER_FEDERATION_ID" in err
+
+
+def test_a_remembered_keyring_choice_holds_when_the_provider_is_given_again(isolated_env):
+    remember_profile(RememberedProfile("kc", "cli", keyring=True, issuer="https://sso.example.com"))
+    argv = ["token", "--issuer", "https://sso.example.com", "--profile", "kc"]
+    identity = resolve_identity(build_parser().parse_args(argv), need_client_id=True, required=True)
+    assert identity.keyring and identity.client_id == "cli"
+    args = build_parser().parse_args([*argv, "--cache-file", str(isolated_env / "t.yaml")])
+    assert not resolve_identity(args, need_client_id=True, required=True).keyring
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"scopes": ("email", "openid")},
+        {"scopes": ("openid", "email", "openid")},
+        {"params": (("audience", "api"), ("prompt", "login"))},
+        {"params": (("prompt", "login"), ("audience", "api"))},
+        {"profile": "other"},
+    ],
+)
+def test_the_commands_key_is_the_librarys(kwargs):
+    argv = ["token", "--issuer", "https://sso.example.com/realms/x", "--client-id", "cli"]
+    argv += ["--scope", " ".join(kwargs.get("scopes", ("openid",)))]
+    for name, value in kwargs.get("params", ()):
+        argv += ["--param", f"{name}={value}"]
+    argv += ["--profile", kwargs.get("profile", "default")]
+    identity = resolve_identity(build_parser().parse_args(argv), need_client_id=True, required=True)
+    auth = FederationAuth.from_issuer(
+        "https://sso.example.com/realms/x", "cli", cache=None, **kwargs
+    )
+    assert identity.key == auth.bearer.name
 
 
 @pytest.mark.parametrize(
@@ -358,6 +491,8 @@ def test_a_remembered_issuer_fills_the_scopes_of_the_same_issuer_only(
         ({"client_id": "c", "issuer": "https://a.b", "params": {"state": "x"}}, "state"),
         ({"client_id": "c", "issuer": "https://a.b", "params": {"p": 1}}, "printable"),
         ({"client_id": "c", "issuer": ["https://a.b"]}, "issuer"),
+        ({"client_id": "c", "issuer": "ftp://a.b"}, "issuer"),
+        ({"client_id": "c", "issuer": "http://sso.example.com"}, "allow-insecure-http"),
     ],
 )
 def test_a_malformed_issuer_profile_is_a_usage_error_naming_the_file(

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from fedbearer import ConfigurationError, FederationAuth, FileTokenCache, Token, cache_key
-from fedbearer._cli import EXIT_OK, EXIT_USAGE, main
+from fedbearer._cli import EXIT_INTERACTION_REQUIRED, EXIT_OK, EXIT_USAGE, main
 
 pytestmark = pytest.mark.fedbearer_real  # logins as a person runs them, on a temporary HOME
 
@@ -310,3 +310,14 @@ def test_login_remembers_the_keyring_choice_with_the_profile(profiles_file, caps
     argv = ["status", "--format", "json", "--cache-file", str(profiles_file.parent / "c.yaml")]
     document = json.loads(run(capsys, *argv)[1])
     assert document["token_source"]["kind"] == "file"
+
+
+def test_allow_insecure_http_given_now_holds_for_a_remembered_endpoint(profiles_file, capsys):
+    from fedbearer._profiles import RememberedProfile, remember_profile
+
+    remember_profile(RememberedProfile("lab", "cid", "http://fed.lab.example", "f"))
+    code, _, err = run(capsys, "token", "--non-interactive")
+    assert code == EXIT_USAGE and "--allow-insecure-http" in err
+    # The flag on the command line is not overridden by the profile's remembered "false".
+    code, _, err = run(capsys, "token", "--non-interactive", "--allow-insecure-http")
+    assert code == EXIT_INTERACTION_REQUIRED and "a login is needed" in err

@@ -252,8 +252,8 @@ def _cmd_logout(args: argparse.Namespace) -> int:
         )
     print(
         f"Logged out: removed the cached token of {identity.describe()} from {where}. "
-        "The federation was not contacted (it has no revocation endpoint); the token itself "
-        "expires on its own."
+        "The federation was not contacted (its protocol has no revocation call); the token "
+        "itself expires on its own."
     )
     _note_environment_token(identity)
     return EXIT_OK
@@ -264,43 +264,52 @@ def _revoke_and_forget(args: argparse.Namespace, identity: Identity, cache: Toke
     then forget, through :meth:`FederationAuth.logout`."""
     where = describe_cache(cache)
     auth = _auth(args, identity, cache, env_token=False)
+
+    def present() -> bool:
+        return any(key == auth.bearer.name for key, _ in cache.entries())
+
+    cached = present()
     try:
         result = auth.logout()
     except FedbearerError as exc:
         # logout() forgets the tokens even when revoking them fails; say so only when true
         # (it fails before that when the cache's lock cannot be had).
-        if any(key == auth.bearer.name for key, _ in cache.entries()):
+        if not cached or present():
             raise
         raise _Failure(
             f"removed the cached token of {identity.describe()} from {where}, but the provider "
             f"did not confirm the revocation: {exc}. The tokens may stay valid until they expire"
         ) from exc
+    until = "" if result.expiration is None else f" until {_when(result.expiration)}"
     if not result.forgotten:
         print(
             f"Not logged in: no cached token for {identity.describe()} in {where}; "
             "nothing to revoke or remove."
         )
     elif result.revocation_endpoint is None:
-        until = "" if result.expiration is None else f" until {_when(result.expiration)}"
         print(
             f"Logged out: removed the cached token of {identity.describe()} from {where}. "
             f"The provider has no revocation endpoint, so the tokens were not revoked: the "
             f"access token stays valid there{until}."
         )
     else:
-        revoked = " and ".join(kind.replace("_", " ") for kind in result.revoked)
-        print(
-            f"Logged out: revoked the {revoked} at {result.revocation_endpoint} and removed "
-            f"the cached token of {identity.describe()} from {where}."
+        done = (
+            f"revoked the {_kinds(result.revoked)} at {result.revocation_endpoint} and removed"
+            if result.revoked
+            else "removed"
         )
+        print(f"Logged out: {done} the cached token of {identity.describe()} from {where}.")
         if result.not_revoked:
-            kept = " and ".join(kind.replace("_", " ") for kind in result.not_revoked)
             print(
-                f"The provider does not revoke the {kept} (unsupported_token_type); it stays "
-                "valid until it expires."
+                f"{result.revocation_endpoint} does not revoke the {_kinds(result.not_revoked)} "
+                "(unsupported_token_type): it stays valid there until it expires."
             )
     _note_environment_token(identity)
     return EXIT_OK
+
+
+def _kinds(kinds: tuple[str, ...]) -> str:
+    return " and ".join(kind.replace("_", " ") for kind in kinds)
 
 
 def _when(moment: datetime) -> str:

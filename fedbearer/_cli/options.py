@@ -9,20 +9,21 @@ them as one line.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import textwrap
 from dataclasses import dataclass
 from typing import NoReturn, Optional
 
 from .. import __version__
-from .._cache import FileTokenCache, TokenCache, cache_key, provider_cache, provider_cache_key
+from .._cache import FileTokenCache, TokenCache, cache_key, provider_cache
 from .._exceptions import ConfigurationError
 from .._keyring import KeyringTokenCache
 from .._nebius_config import DEFAULT_CONFIG_FILE as NEBIUS_CONFIG_FILE
 from .._nebius_config import load_nebius_profile
 from .._profiles import RememberedProfile, load_profiles, remember_profile
 from .._protocol import authorization_params, check_url, normalize_endpoint, scope_tokens
-from .._settings import DEFAULT_LOGIN_TIMEOUT
+from .._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings
 
 CLIENT_ID_ENV = "FEDBEARER_CLIENT_ID"
 ENDPOINT_ENV = "FEDBEARER_FEDERATION_ENDPOINT"
@@ -360,14 +361,28 @@ class Identity:
     allow_insecure_http: bool = False
     keyring: bool = False
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The token cache key (:func:`~fedbearer.cache_key` or the provider key)."""
         if self.issuer is None:
             return cache_key(self.federation_endpoint, self.federation_id, self.profile)
         assert self.client_id is not None  # resolve_identity requires it with an issuer
-        return provider_cache_key(
-            self.client_id, self.profile, issuer=self.issuer, scopes=self.scopes, params=self.params
+        return self.settings().cache_key
+
+    def settings(self) -> LoginSettings:
+        """Another provider's :class:`~fedbearer.LoginSettings`, as the library makes them
+        (so the key is the library's, not a copy of its rule). Interaction and the port are
+        fixed here, so that no environment variable is read for them."""
+        assert self.client_id is not None and self.issuer is not None
+        return LoginSettings(
+            self.client_id,
+            profile=self.profile,
+            issuer=self.issuer,
+            scopes=self.scopes,
+            params=self.params,
+            allow_insecure_http=self.allow_insecure_http,
+            interactive=False,
+            port=0,
         )
 
     def describe(self) -> str:
@@ -454,34 +469,52 @@ def resolve_identity(
         )
     else:
         issuer, endpoint = _env(ISSUER_ENV), _env(ENDPOINT_ENV)
-        if issuer is not None and endpoint is not None:
+        federation_id = _env(FEDERATION_ID_ENV)
+        if issuer is not None and (endpoint is not None or federation_id is not None):
+            other = ENDPOINT_ENV if endpoint is not None else FEDERATION_ID_ENV
             raise ConfigurationError(
-                f"both {ISSUER_ENV} and {ENDPOINT_ENV} are set, naming two providers; unset "
+                f"both {ISSUER_ENV} and {other} are set, naming two kinds of provider; unset "
                 "one, or pass --issuer or --federation-endpoint"
             )
-        if issuer is None:
-            federation_id = _env(FEDERATION_ID_ENV)
     named = issuer is not None or endpoint is not None
-    if client_id is None or not named or (issuer is None and federation_id is None):
+    # A profile given by name is always read: what it remembers for the same provider (its
+    # client id, scopes, parameters, keyring choice) fills what was not given here.
+    federation_incomplete = issuer is None and federation_id is None
+    if profile is not None or client_id is None or not named or federation_incomplete:
         profiles = load_profiles()
         # A provider given alone names no remembered profile: it means "default".
         name = profile if profile is not None or named else profiles.default
         remembered = profiles.get(name) if name is not None else None
         if remembered is not None:
             profile = remembered.name
-            client_id = _first(client_id, remembered.client_id or None)
             if not named:
+                if remembered.issuer is not None and federation_id is not None:
+                    given = (
+                        "--federation-id" if args.federation_id is not None else FEDERATION_ID_ENV
+                    )
+                    raise ConfigurationError(
+                        f"{given} names a Nebius federation, but profile {profile!r} in "
+                        f"{profiles.path} is for the OpenID provider {remembered.issuer}; "
+                        "pass --federation-endpoint too, or another --profile"
+                    )
                 issuer = remembered.issuer
                 endpoint = None if issuer is not None else remembered.federation_endpoint
                 insecure = insecure or remembered.allow_insecure_http
+            # The same kind of provider (for an issuer, the same issuer): a client id
+            # registered at another provider would be refused there, or worse, accepted.
             if issuer is None and remembered.issuer is None:
+                client_id = _first(client_id, remembered.client_id or None)
                 federation_id = _first(federation_id, remembered.federation_id)
-            elif issuer is not None and issuer == remembered.issuer:
+                same = True
+            else:
+                same = issuer is not None and issuer == remembered.issuer
+            if same and issuer is not None:
+                client_id = _first(client_id, remembered.client_id or None)
                 if scope is None:
                     scope, scope_source = " ".join(remembered.scopes), str(profiles.path)
                 if params is None:
                     params = list(remembered.params)
-            if args.keyring is None and args.cache_file is None:
+            if same and args.keyring is None and args.cache_file is None:
                 keyring = remembered.keyring
     if (
         issuer is None
@@ -508,12 +541,6 @@ def resolve_identity(
             keyring=keyring,
             required=required,
         )
-    if scope is not None or params is not None:
-        given = "--param" if scope is None else scope_source
-        raise ConfigurationError(
-            f"{given} is for another OpenID provider (--issuer URL); a Nebius federation is "
-            "always asked for scope openid and its federation id"
-        )
     if not endpoint or not endpoint.strip():
         if not required:
             return None
@@ -528,6 +555,12 @@ def resolve_identity(
         raise ConfigurationError(
             "no federation id: pass --federation-id ID ('' for none), set "
             f"{FEDERATION_ID_ENV}, or use --nebius-profile NAME"
+        )
+    if scope is not None or params is not None:
+        given = "--param" if scope is None else scope_source
+        raise ConfigurationError(
+            f"{given} is for another OpenID provider (--issuer URL); a Nebius federation is "
+            "always asked for scope openid and its federation id"
         )
     if need_client_id and (client_id is None or not client_id.strip()):
         raise ConfigurationError(

@@ -261,6 +261,8 @@ def interaction_required(args: argparse.Namespace, exc: InteractionRequiredError
         cache_file=args.cache_file,
         keyring=identity.keyring,
     )
+    if command is None:
+        return str(exc)
     if getattr(args, "non_interactive", False):
         why, where = "--non-interactive was given", "a terminal"
     else:
