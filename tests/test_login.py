@@ -7,6 +7,7 @@ import _thread
 import io
 import logging
 import os
+import queue
 import re
 import signal
 import socket
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+import weakref
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
@@ -394,38 +396,53 @@ _PACKAGE = os.path.dirname(fedbearer.__file__) + os.sep
 _TEST_KIT = os.path.join(_PACKAGE, "testing") + os.sep
 
 
-def _login_line(frame) -> bool:
-    """A line the login itself runs: fedbearer's code, or threading called from it."""
-
-    def ours(code) -> bool:
-        name = code.co_filename
-        return name.startswith(_PACKAGE) and not name.startswith(_TEST_KIT)
-
-    if ours(frame.f_code):
+def _login_code(code) -> bool:
+    """fedbearer's own code (not the test kit's), and :mod:`threading`'s and :mod:`queue`'s,
+    which take and release locks in Python and which the login and requests both use."""
+    name = code.co_filename
+    if name in (threading.__file__, queue.__file__):
         return True
-    while frame is not None and frame.f_code.co_filename == threading.__file__:
-        frame = frame.f_back
-    return frame is not None and ours(frame.f_code)
+    return name.startswith(_PACKAGE) and not name.startswith(_TEST_KIT)
 
 
 def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str, str]:
     """Run a login, sending SIGINT at the k-th line it runs: ``(where, outcome, shown)``.
 
+    The lines are those of :func:`_login_code` and of the finalizers (``weakref.finalize``)
+    that run as the login drops what it used (Python prints and drops a KeyboardInterrupt
+    raised in a finalizer). A line counts once for each line it is run from: the lines of
+    Thread.start count for every thread the login starts, a loop's body once.
+
     ``where`` is ``""`` when the login ended before its k-th line. The signal goes through
     ``signal.raise_signal``, so it meets the handler installed at that moment, as Ctrl-C would.
     """
-    seen, where = 0, ""
+    lines: set[tuple] = set()
+    where, finalizing = "", 0
 
     def trace(frame, event, arg):  # called as each function starts: trace its lines?
-        return count if _login_line(frame) else None
+        nonlocal finalizing
+        if frame.f_code is weakref.finalize.__call__.__code__:
+            finalizing += 1  # what the login used is dropped: its finalizers count too
+            return count
+        return count if finalizing or _login_code(frame.f_code) else None
 
     def count(frame, event, arg):
-        nonlocal seen, where
+        nonlocal where, finalizing
         if event == "line" and not where:
-            seen += 1
-            if seen == k:
-                where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-                signal.raise_signal(signal.SIGINT)
+            caller = frame.f_back
+            line = (
+                frame.f_code,
+                frame.f_lineno,
+                caller and caller.f_code,
+                caller and caller.f_lineno,
+            )
+            if line not in lines:
+                lines.add(line)
+                if len(lines) == k:
+                    where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+                    signal.raise_signal(signal.SIGINT)
+        elif event == "return" and frame.f_code is weakref.finalize.__call__.__code__:
+            finalizing -= 1
         return count
 
     out = io.StringIO()
@@ -462,8 +479,9 @@ def test_ctrl_c_at_every_line_of_a_login_ends_it_cleanly(federation):
     does not reach.
     """
     handler = signal.getsignal(signal.SIGINT)
-    thread_errors = []
+    thread_errors, dropped = [], []  # a thread's traceback; an exception a finalizer dropped
     previous_hook, threading.excepthook = threading.excepthook, thread_errors.append
+    previous_unraisable, sys.unraisablehook = sys.unraisablehook, dropped.append
     failures, k = [], 0
     try:
         while True:
@@ -488,10 +506,12 @@ def test_ctrl_c_at_every_line_of_a_login_ends_it_cleanly(federation):
                         thread.join(5)
     finally:
         threading.excepthook = previous_hook
+        sys.unraisablehook = previous_unraisable
         signal.signal(signal.SIGINT, handler)
     assert k > 300, "the trace did not see the login"  # about 900 lines today
     assert failures == [], "\n".join(failures)
     assert [args.exc_value for args in thread_errors] == []
+    assert [(args.exc_value, args.object) for args in dropped] == []
 
 
 def redirect_location(url: str) -> str:
