@@ -396,13 +396,25 @@ _PACKAGE = os.path.dirname(fedbearer.__file__) + os.sep
 _TEST_KIT = os.path.join(_PACKAGE, "testing") + os.sep
 
 
-def _login_code(code) -> bool:
-    """fedbearer's own code (not the test kit's), and :mod:`threading`'s and :mod:`queue`'s,
-    which take and release locks in Python and which the login and requests both use."""
+def _ours(code) -> bool:
+    """fedbearer's own code, not the test kit's."""
     name = code.co_filename
-    if name in (threading.__file__, queue.__file__):
-        return True
     return name.startswith(_PACKAGE) and not name.startswith(_TEST_KIT)
+
+
+def _login_code(code) -> bool:
+    """fedbearer's own code, and :mod:`threading`'s and :mod:`queue`'s, which take and
+    release locks in Python and which the login and requests both use."""
+    return _ours(code) or code.co_filename in (threading.__file__, queue.__file__)
+
+
+def _login_line(frame) -> bool:
+    """A line the login itself runs: fedbearer's code, or threading called from it."""
+    if _ours(frame.f_code):
+        return True
+    while frame is not None and frame.f_code.co_filename == threading.__file__:
+        frame = frame.f_back
+    return frame is not None and _ours(frame.f_code)
 
 
 def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str, str]:
@@ -410,13 +422,15 @@ def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str
 
     The lines are those of :func:`_login_code` and of the finalizers (``weakref.finalize``)
     that run as the login drops what it used (Python prints and drops a KeyboardInterrupt
-    raised in a finalizer). A line counts once for each line it is run from: the lines of
-    Thread.start count for every thread the login starts, a loop's body once.
+    raised in a finalizer). The login's own lines (:func:`_login_line`) count each time they
+    run, a loop's body in every round. The others, threading and queue as requests uses
+    them and the finalizers, count once for each line they are run from, to keep the sweep
+    quick: counted every time, they would add some 400 logins, mostly of the same lines.
 
     ``where`` is ``""`` when the login ended before its k-th line. The signal goes through
     ``signal.raise_signal``, so it meets the handler installed at that moment, as Ctrl-C would.
     """
-    lines: set[tuple] = set()
+    seen, others = 0, set()  # lines counted; the others' lines, with where they ran from
     where, finalizing = "", 0
 
     def trace(frame, event, arg):  # called as each function starts: trace its lines?
@@ -427,20 +441,23 @@ def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str
         return count if finalizing or _login_code(frame.f_code) else None
 
     def count(frame, event, arg):
-        nonlocal where, finalizing
+        nonlocal seen, where, finalizing
         if event == "line" and not where:
-            caller = frame.f_back
-            line = (
-                frame.f_code,
-                frame.f_lineno,
-                caller and caller.f_code,
-                caller and caller.f_lineno,
-            )
-            if line not in lines:
-                lines.add(line)
-                if len(lines) == k:
-                    where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-                    signal.raise_signal(signal.SIGINT)
+            if not _login_line(frame):
+                caller = frame.f_back
+                line = (
+                    frame.f_code,
+                    frame.f_lineno,
+                    caller and caller.f_code,
+                    caller and caller.f_lineno,
+                )
+                if line in others:
+                    return count
+                others.add(line)
+            seen += 1
+            if seen == k:
+                where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+                signal.raise_signal(signal.SIGINT)
         elif event == "return" and frame.f_code is weakref.finalize.__call__.__code__:
             finalizing -= 1
         return count
@@ -475,8 +492,10 @@ def test_ctrl_c_at_every_line_of_a_login_ends_it_cleanly(federation):
 
     The lines are fedbearer's own and those of :mod:`threading` it calls (Thread.start and
     Event.wait are where a KeyboardInterrupt used to leave a half-started thread or come out
-    as "RuntimeError: release unlocked lock"). The sweep ends with the first k the login
-    does not reach.
+    as "RuntimeError: release unlocked lock"), and those of threading and queue that
+    requests runs and of the finalizers the login triggers (where it used to hang in
+    urllib3's connection pool, or be dropped): see :func:`_login_interrupted_at`. The sweep
+    ends with the first k the login does not reach.
     """
     handler = signal.getsignal(signal.SIGINT)
     thread_errors, dropped = [], []  # a thread's traceback; an exception a finalizer dropped
@@ -508,7 +527,7 @@ def test_ctrl_c_at_every_line_of_a_login_ends_it_cleanly(federation):
         threading.excepthook = previous_hook
         sys.unraisablehook = previous_unraisable
         signal.signal(signal.SIGINT, handler)
-    assert k > 300, "the trace did not see the login"  # about 900 lines today
+    assert k > 300, "the trace did not see the login"  # about 1200 lines today
     assert failures == [], "\n".join(failures)
     assert [args.exc_value for args in thread_errors] == []
     assert [(args.exc_value, args.object) for args in dropped] == []
