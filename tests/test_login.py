@@ -4,6 +4,7 @@ playing the browser."""
 from __future__ import annotations
 
 import _thread
+import _weakrefset
 import io
 import logging
 import os
@@ -32,6 +33,7 @@ from fedbearer import (
     _login,
     _loopback,
 )
+from fedbearer._interrupts import defers_interrupts, interruptible
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 from .conftest import assert_released, login_threads, wait_for
@@ -402,10 +404,14 @@ def _ours(code) -> bool:
     return name.startswith(_PACKAGE) and not name.startswith(_TEST_KIT)
 
 
+#: threading and queue take and release locks in Python, for the login and requests alike;
+#: weakref and _weakrefset run the callbacks of weak references (finalizers, WeakSet's).
+_STDLIB_FILES = (threading.__file__, queue.__file__, weakref.__file__, _weakrefset.__file__)
+
+
 def _login_code(code) -> bool:
-    """fedbearer's own code, and :mod:`threading`'s and :mod:`queue`'s, which take and
-    release locks in Python and which the login and requests both use."""
-    return _ours(code) or code.co_filename in (threading.__file__, queue.__file__)
+    """fedbearer's own code, and the standard library's where a Ctrl-C is delicate."""
+    return _ours(code) or code.co_filename in _STDLIB_FILES
 
 
 def _login_line(frame) -> bool:
@@ -420,8 +426,8 @@ def _login_line(frame) -> bool:
 def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str, str]:
     """Run a login, sending SIGINT at the k-th line it runs: ``(where, outcome, shown)``.
 
-    The lines are those of :func:`_login_code` and of the finalizers (``weakref.finalize``)
-    that run as the login drops what it used (Python prints and drops a KeyboardInterrupt
+    The lines are those of :func:`_login_code` and of what the finalizers (``weakref.finalize``)
+    call as the login drops what it used (Python prints and drops a KeyboardInterrupt
     raised in a finalizer). The login's own lines (:func:`_login_line`) count each time they
     run, a loop's body in every round. The others, threading and queue as requests uses
     them and the finalizers, count once for each line they are run from, to keep the sweep
@@ -463,6 +469,10 @@ def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str
         return count
 
     out = io.StringIO()
+    # The test's browser (and its thread) outlives the trace: dropped as authorize returns,
+    # its thread's WeakSet callback would run after the login, where the caller's handler
+    # is back and a SIGINT is the caller's business.
+    browser = ProgrammaticBrowser()
     previous = sys.gettrace()
     sys.settrace(trace)
     try:
@@ -470,7 +480,7 @@ def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str
             federation.client_id,
             federation.endpoint,
             federation.federation_id,
-            opener=ProgrammaticBrowser(),
+            opener=browser,
             writer=out,
             timeout=10,
         )
@@ -530,6 +540,74 @@ def test_ctrl_c_at_every_line_of_a_login_ends_it_cleanly(federation):
     assert k > 300, "the trace did not see the login"  # about 1200 lines today
     assert failures == [], "\n".join(failures)
     assert [args.exc_value for args in thread_errors] == []
+    assert [(args.exc_value, args.object) for args in dropped] == []
+
+
+class _SwallowingStream(io.RawIOBase):
+    """A stream that gets the Ctrl-C as IOBase's finalizer asks whether it is closed, as it
+    asks urllib3's responses: the finalizer discards what ``closed`` raises, silently."""
+
+    @property
+    def closed(self) -> bool:
+        signal.raise_signal(signal.SIGINT)
+        return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_ctrl_c_a_finalizer_swallows_in_an_interruptible_call_is_raised_again():
+    """No frame tells that ``closed`` runs in a finalizer, so the Ctrl-C is raised there and
+    swallowed; the interruptible call must raise it again as it returns, not lose it."""
+
+    @interruptible
+    def drop_a_stream() -> None:
+        _SwallowingStream()  # dropped at once: its finalizer runs here
+
+    @defers_interrupts
+    def login() -> None:
+        drop_a_stream()
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        login()
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_ctrl_c_in_a_weakset_callback_in_an_interruptible_call_is_held_not_dropped():
+    """A WeakSet's callback runs where a member dies, in the middle of a request if the
+    garbage collector frees it there: CPython would print a KeyboardInterrupt raised there
+    and drop it. It must be held, and raised as the interruptible call returns."""
+
+    class Member:
+        pass
+
+    members: weakref.WeakSet[Member] = weakref.WeakSet()
+
+    def trace(frame, event, arg):  # SIGINT as the WeakSet's callback starts
+        code = frame.f_code
+        if code.co_filename == _weakrefset.__file__ and code.co_name == "_remove":
+            signal.raise_signal(signal.SIGINT)
+
+    @interruptible
+    def drop_a_member() -> None:
+        member = Member()
+        members.add(member)
+        del member  # the callback runs here
+
+    @defers_interrupts
+    def login() -> None:
+        drop_a_member()
+
+    dropped = []
+    previous_trace, previous_unraisable = sys.gettrace(), sys.unraisablehook
+    sys.unraisablehook = dropped.append
+    sys.settrace(trace)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            login()
+    finally:
+        sys.settrace(previous_trace)
+        sys.unraisablehook = previous_unraisable
     assert [(args.exc_value, args.object) for args in dropped] == []
 
 
