@@ -23,21 +23,35 @@ between "held" and "not held" for a signal to slip through; and a Ctrl-C held du
 takes effect as soon as the login starts to wait. The held stretches are short: starting a
 thread, closing a socket, joining a thread that has been told to stop.
 
+Inside an interruptible call, a signal is held too where raising it would do harm: in
+:mod:`threading` and :mod:`queue` code (with requests' connection pool, a lock left held
+there deadlocks urllib3's own clean-up), in a finalizer or weakref callback (CPython would
+drop it) and while the call's frame is torn down. It is raised as soon as the call returns,
+or at the next :func:`checkpoint` of a long wait. A finalizer can also run code that is not
+recognisable as one (IOBase's asks a Python ``closed`` property, then calls ``close()``,
+and silently discards what they raise): a KeyboardInterrupt raised inside the call that
+does not come out of it is raised again when the call returns.
+
 Only the main thread receives signals: in other threads, and while SIGINT has no Python
 handler (ignored, or the default action), the decorators just call the function.
 """
 
 from __future__ import annotations
 
+import _weakrefset
 import functools
+import queue
 import signal
 import sys
 import threading
+import weakref
 from types import CodeType, FrameType
 from typing import Any, Callable, Optional, TypeVar, cast
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _Handler = Callable[[int, Optional[FrameType]], Any]
+#: The code of every function marked interruptible.
+_INTERRUPTIBLE: set[CodeType] = set()
 
 
 class _Holder:
@@ -46,13 +60,20 @@ class _Holder:
     def __init__(self, previous: _Handler) -> None:
         self.previous = previous
         self.held = False
+        #: How many times the previous handler raised: an interruptible call compares it
+        #: before and after, to see a KeyboardInterrupt that something swallowed.
+        self.raised = 0
 
     def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
-        if _deferring(frame):
-            self.held = True
-        else:
+        if _raise_now(frame):
             self.held = False
-            self.previous(signum, frame)
+            try:
+                self.previous(signum, frame)
+            except BaseException:
+                self.raised += 1
+                raise
+        else:
+            self.held = True
 
     def deliver(self) -> None:
         """Hand a held SIGINT to the previous handler (which raises KeyboardInterrupt)."""
@@ -99,26 +120,39 @@ def defers_interrupts(func: _F) -> _F:
             else:
                 # Nested: deliver now unless the caller is itself held back.
                 outer = _installed()
-                if outer is not None and outer.held and not _deferring(sys._getframe(1)):
+                if outer is not None and outer.held and _raise_now(sys._getframe(1)):
                     outer.deliver()
 
     return cast(_F, deferring)
 
 
 def interruptible(func: _F) -> _F:
-    """Decorator: Ctrl-C interrupts ``func`` at once, even when called from held-back code."""
+    """Decorator: Ctrl-C interrupts ``func`` at once, even when called from held-back code
+    (but for the few places :func:`_raise_now` lists, where it waits for ``func`` to return)."""
+    _INTERRUPTIBLE.add(func.__code__)
 
     @functools.wraps(func)
     def interrupting(*args: Any, **kwargs: Any) -> Any:
         holder = _installed()
+        raised = 0
         if holder is not None:
             holder.deliver()  # a Ctrl-C held until now ends the login before it waits
+            raised = holder.raised
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except Exception as exc:
             if not caused_by_interrupt(exc):
                 raise
             raise KeyboardInterrupt from exc
+        finally:
+            if holder is not None:
+                holder.deliver()  # one held while func's frame was torn down (see _raise_now)
+        if holder is not None and holder.raised != raised:
+            # func returned although a Ctrl-C was raised in it: code that discards exceptions
+            # swallowed it (IOBase's finalizer does, silently, for its `closed` and `close`,
+            # which no frame marks as a finalizer). Raise it again rather than lose it.
+            holder.previous(signal.SIGINT, sys._getframe(0))
+        return result
 
     return cast(_F, interrupting)
 
@@ -142,18 +176,52 @@ def caused_by_interrupt(exc: BaseException) -> bool:
 
 _DEFERRING: CodeType = defers_interrupts(lambda: None).__code__
 _INTERRUPTING: CodeType = interruptible(lambda: None).__code__
+# Standard library modules where a KeyboardInterrupt does harm. threading and queue take and
+# release locks in Python code: raised there, it can leave a lock held (in urllib3's
+# connection pool, its own clean-up then blocks for ever on it) or come out as
+# RuntimeError("release unlocked lock"). weakref and _weakrefset hold the weakref callbacks
+# the garbage collector runs (weakref.finalize, WeakSet's and the weak dictionaries'
+# removals): raised there, CPython prints "Exception ignored in" and drops it.
+_HOLDING_MODULES = frozenset(
+    {threading.__file__, queue.__file__, weakref.__file__, _weakrefset.__file__}
+)
 
 
-def _deferring(frame: Optional[FrameType]) -> bool:
-    """Whether the innermost mark on ``frame``'s stack is :func:`defers_interrupts`."""
+def _raise_now(frame: Optional[FrameType]) -> bool:
+    """Whether a SIGINT that lands in ``frame`` is raised now, or held.
+
+    The innermost mark on the stack decides: under :func:`defers_interrupts` it is held;
+    under :func:`interruptible` it is raised, unless it landed where raising it would do
+    harm, in code that runs within the interruptible function without being part of it:
+
+    * in :mod:`threading` or :mod:`queue`, which :mod:`requests` uses too;
+    * in a finalizer (``weakref.finalize``, ``__del__``) or another weakref callback (a
+      ``WeakSet``'s), where CPython drops it (with an "Exception ignored" traceback on
+      stderr);
+    * in what runs as the function's frame is torn down (the responses and connection
+      pools it leaves are closed then), which runs straight under the mark.
+
+    Held there, it is raised when the function returns, or at its next :func:`checkpoint`.
+    """
+    inner: Optional[FrameType] = None
     while frame is not None:
         code = frame.f_code
         if code is _DEFERRING:
-            return True
-        if code is _INTERRUPTING:
             return False
-        frame = frame.f_back
-    return False
+        if code is _INTERRUPTING:
+            return inner is None or inner.f_code in _INTERRUPTIBLE
+        if code.co_name == "__del__" or code.co_filename in _HOLDING_MODULES:
+            return False
+        inner, frame = frame, frame.f_back
+    return True
+
+
+def checkpoint() -> None:
+    """Raise a Ctrl-C held inside an interruptible call (see :func:`_raise_now`); long
+    waits call it as they poll."""
+    holder = _installed()
+    if holder is not None:
+        holder.deliver()
 
 
 @defers_interrupts

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from . import _pages
 from ._exceptions import ConfigurationError, LoginTimeoutError
-from ._interrupts import defers_interrupts, interruptible
+from ._interrupts import checkpoint, defers_interrupts, interruptible
 from ._protocol import LOOPBACK_NAMES, Callback, CallbackKind, parse_callback, redirect_uri_for
 from ._settings import check_port
 
@@ -380,6 +380,7 @@ class LoopbackServer:
         ends the wait at once with :class:`KeyboardInterrupt`.
         """
         while True:
+            checkpoint()  # a Ctrl-C held while a finalizer ran here
             callback = self._callback
             if callback is not None:
                 return callback

@@ -4,9 +4,11 @@ playing the browser."""
 from __future__ import annotations
 
 import _thread
+import _weakrefset
 import io
 import logging
 import os
+import queue
 import re
 import signal
 import socket
@@ -14,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+import weakref
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
@@ -30,6 +33,7 @@ from fedbearer import (
     _login,
     _loopback,
 )
+from fedbearer._interrupts import defers_interrupts, interruptible
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 from .conftest import assert_released, login_threads, wait_for
@@ -394,41 +398,81 @@ _PACKAGE = os.path.dirname(fedbearer.__file__) + os.sep
 _TEST_KIT = os.path.join(_PACKAGE, "testing") + os.sep
 
 
+def _ours(code) -> bool:
+    """fedbearer's own code, not the test kit's."""
+    name = code.co_filename
+    return name.startswith(_PACKAGE) and not name.startswith(_TEST_KIT)
+
+
+#: threading and queue take and release locks in Python, for the login and requests alike;
+#: weakref and _weakrefset run the callbacks of weak references (finalizers, WeakSet's).
+_STDLIB_FILES = (threading.__file__, queue.__file__, weakref.__file__, _weakrefset.__file__)
+
+
+def _login_code(code) -> bool:
+    """fedbearer's own code, and the standard library's where a Ctrl-C is delicate."""
+    return _ours(code) or code.co_filename in _STDLIB_FILES
+
+
 def _login_line(frame) -> bool:
     """A line the login itself runs: fedbearer's code, or threading called from it."""
-
-    def ours(code) -> bool:
-        name = code.co_filename
-        return name.startswith(_PACKAGE) and not name.startswith(_TEST_KIT)
-
-    if ours(frame.f_code):
+    if _ours(frame.f_code):
         return True
     while frame is not None and frame.f_code.co_filename == threading.__file__:
         frame = frame.f_back
-    return frame is not None and ours(frame.f_code)
+    return frame is not None and _ours(frame.f_code)
 
 
 def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str, str]:
     """Run a login, sending SIGINT at the k-th line it runs: ``(where, outcome, shown)``.
 
+    The lines are those of :func:`_login_code` and of what the finalizers (``weakref.finalize``)
+    call as the login drops what it used (Python prints and drops a KeyboardInterrupt
+    raised in a finalizer). The login's own lines (:func:`_login_line`) count each time they
+    run, a loop's body in every round. The others, threading and queue as requests uses
+    them and the finalizers, count once for each line they are run from, to keep the sweep
+    quick: counted every time, they would add some 400 logins, mostly of the same lines.
+
     ``where`` is ``""`` when the login ended before its k-th line. The signal goes through
     ``signal.raise_signal``, so it meets the handler installed at that moment, as Ctrl-C would.
     """
-    seen, where = 0, ""
+    seen, others = 0, set()  # lines counted; the others' lines, with where they ran from
+    where, finalizing = "", 0
 
     def trace(frame, event, arg):  # called as each function starts: trace its lines?
-        return count if _login_line(frame) else None
+        nonlocal finalizing
+        if frame.f_code is weakref.finalize.__call__.__code__:
+            finalizing += 1  # what the login used is dropped: its finalizers count too
+            return count
+        return count if finalizing or _login_code(frame.f_code) else None
 
     def count(frame, event, arg):
-        nonlocal seen, where
+        nonlocal seen, where, finalizing
         if event == "line" and not where:
+            if not _login_line(frame):
+                caller = frame.f_back
+                line = (
+                    frame.f_code,
+                    frame.f_lineno,
+                    caller and caller.f_code,
+                    caller and caller.f_lineno,
+                )
+                if line in others:
+                    return count
+                others.add(line)
             seen += 1
             if seen == k:
                 where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
                 signal.raise_signal(signal.SIGINT)
+        elif event == "return" and frame.f_code is weakref.finalize.__call__.__code__:
+            finalizing -= 1
         return count
 
     out = io.StringIO()
+    # The test's browser (and its thread) outlives the trace: dropped as authorize returns,
+    # its thread's WeakSet callback would run after the login, where the caller's handler
+    # is back and a SIGINT is the caller's business.
+    browser = ProgrammaticBrowser()
     previous = sys.gettrace()
     sys.settrace(trace)
     try:
@@ -436,7 +480,7 @@ def _login_interrupted_at(federation: LocalFederation, k: int) -> tuple[str, str
             federation.client_id,
             federation.endpoint,
             federation.federation_id,
-            opener=ProgrammaticBrowser(),
+            opener=browser,
             writer=out,
             timeout=10,
         )
@@ -458,12 +502,15 @@ def test_ctrl_c_at_every_line_of_a_login_ends_it_cleanly(federation):
 
     The lines are fedbearer's own and those of :mod:`threading` it calls (Thread.start and
     Event.wait are where a KeyboardInterrupt used to leave a half-started thread or come out
-    as "RuntimeError: release unlocked lock"). The sweep ends with the first k the login
-    does not reach.
+    as "RuntimeError: release unlocked lock"), and those of threading and queue that
+    requests runs and of the finalizers the login triggers (where it used to hang in
+    urllib3's connection pool, or be dropped): see :func:`_login_interrupted_at`. The sweep
+    ends with the first k the login does not reach.
     """
     handler = signal.getsignal(signal.SIGINT)
-    thread_errors = []
+    thread_errors, dropped = [], []  # a thread's traceback; an exception a finalizer dropped
     previous_hook, threading.excepthook = threading.excepthook, thread_errors.append
+    previous_unraisable, sys.unraisablehook = sys.unraisablehook, dropped.append
     failures, k = [], 0
     try:
         while True:
@@ -488,10 +535,80 @@ def test_ctrl_c_at_every_line_of_a_login_ends_it_cleanly(federation):
                         thread.join(5)
     finally:
         threading.excepthook = previous_hook
+        sys.unraisablehook = previous_unraisable
         signal.signal(signal.SIGINT, handler)
-    assert k > 300, "the trace did not see the login"  # about 900 lines today
+    assert k > 300, "the trace did not see the login"  # about 1200 lines today
     assert failures == [], "\n".join(failures)
     assert [args.exc_value for args in thread_errors] == []
+    assert [(args.exc_value, args.object) for args in dropped] == []
+
+
+class _SwallowingStream(io.RawIOBase):
+    """A stream that gets the Ctrl-C as IOBase's finalizer asks whether it is closed, as it
+    asks urllib3's responses: the finalizer discards what ``closed`` raises, silently."""
+
+    @property
+    def closed(self) -> bool:
+        signal.raise_signal(signal.SIGINT)
+        return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_ctrl_c_a_finalizer_swallows_in_an_interruptible_call_is_raised_again():
+    """No frame tells that ``closed`` runs in a finalizer, so the Ctrl-C is raised there and
+    swallowed; the interruptible call must raise it again as it returns, not lose it."""
+
+    @interruptible
+    def drop_a_stream() -> None:
+        _SwallowingStream()  # dropped at once: its finalizer runs here
+
+    @defers_interrupts
+    def login() -> None:
+        drop_a_stream()
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        login()
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_ctrl_c_in_a_weakset_callback_in_an_interruptible_call_is_held_not_dropped():
+    """A WeakSet's callback runs where a member dies, in the middle of a request if the
+    garbage collector frees it there: CPython would print a KeyboardInterrupt raised there
+    and drop it. It must be held, and raised as the interruptible call returns."""
+
+    class Member:
+        pass
+
+    members: weakref.WeakSet[Member] = weakref.WeakSet()
+
+    def trace(frame, event, arg):  # SIGINT as the WeakSet's callback starts
+        code = frame.f_code
+        if code.co_filename == _weakrefset.__file__ and code.co_name == "_remove":
+            signal.raise_signal(signal.SIGINT)
+
+    @interruptible
+    def drop_a_member() -> None:
+        member = Member()
+        members.add(member)
+        del member  # the callback runs here
+
+    @defers_interrupts
+    def login() -> None:
+        drop_a_member()
+
+    dropped = []
+    previous_trace, previous_unraisable = sys.gettrace(), sys.unraisablehook
+    sys.unraisablehook = dropped.append
+    sys.settrace(trace)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            login()
+    finally:
+        sys.settrace(previous_trace)
+        sys.unraisablehook = previous_unraisable
+    assert [(args.exc_value, args.object) for args in dropped] == []
 
 
 def redirect_location(url: str) -> str:
