@@ -177,25 +177,18 @@ def _login_hint(settings: LoginSettings) -> Optional[str]:
     terminal), or ``None`` when the command line cannot express them (a provider given by
     its endpoints rather than its issuer, one that needs a client secret, a parameter name
     with ``=``)."""
-    if settings.kind == "federation":
-        return login_command(
-            settings.client_id,
-            settings.profile,
-            federation_endpoint=settings.federation_endpoint,
-            federation_id=settings.federation_id,
-            allow_insecure_http=settings.allow_insecure_http,
-        )
-    if settings.kind == "discovery" and settings.client_secret is None:
-        assert settings.issuer is not None
-        return login_command(
-            settings.client_id,
-            settings.profile,
-            issuer=settings.issuer,
-            scopes=settings.scopes,
-            params=settings.params,
-            allow_insecure_http=settings.allow_insecure_http,
-        )
-    return None
+    if settings.kind == "endpoints" or settings.client_secret is not None:
+        return None
+    return login_command(
+        settings.client_id,
+        settings.profile,
+        federation_endpoint=settings.federation_endpoint,
+        federation_id=settings.federation_id,
+        issuer=settings.issuer,  # None for a Nebius federation
+        scopes=settings.scopes,
+        params=settings.params,
+        allow_insecure_http=settings.allow_insecure_http,
+    )
 
 
 class Receiver:

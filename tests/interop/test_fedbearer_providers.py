@@ -15,6 +15,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlsplit
 
 import pytest
@@ -39,6 +40,21 @@ web.trust_env = False  # loopback only
 
 def userinfo(op: IndependentProvider, access_token: str) -> requests.Response:
     return web.get(op.userinfo_url, headers={"Authorization": f"Bearer {access_token}"}, timeout=10)
+
+
+def refresh_refused(op: IndependentProvider, refresh_token: Optional[str]) -> bool:
+    """Whether the provider's token endpoint refuses ``refresh_token`` as an invalid grant."""
+    assert refresh_token
+    answer = web.post(
+        op.token_url,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": op.client_id,
+        },
+        timeout=10,
+    )
+    return answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
 
 
 @pytest.mark.fedbearer_real  # the default cache (in the temporary HOME) and $BROWSER
@@ -94,16 +110,7 @@ def test_discovery_scopes_login_and_logout_against_the_independent_provider(
     assert yaml.safe_load(path.read_text())["tokens"] == {}
     # The provider refuses both tokens now.
     assert userinfo(op, token.token).status_code == 401
-    refused = web.post(
-        op.token_url,
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token.refresh_token,
-            "client_id": op.client_id,
-        },
-        timeout=10,
-    )
-    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert refresh_refused(op, token.refresh_token)
     assert browser_env.unexpected == []
 
 
@@ -213,16 +220,7 @@ def test_the_fedbearer_command_logs_in_by_discovery_and_its_logout_revokes_at_th
         f"from {tokens_file}."
     )
     assert userinfo(op, cached.token).status_code == 401
-    refused = web.post(
-        op.token_url,
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": cached.refresh_token,
-            "client_id": op.client_id,
-        },
-        timeout=10,
-    )
-    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert refresh_refused(op, cached.refresh_token)
     assert yaml.safe_load(tokens_file.read_text())["tokens"] == {}
 
     # --- 4. status: the remembered profile, with its issuer, and no token.
