@@ -321,9 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "status",
         "list the cached tokens and their expiry (never the tokens)",
-        "List the profiles fedbearer login remembered, and every entry of the token cache "
-        "with its expiry and whether it has a refresh token; '*' marks the configured "
-        "profile. Tokens are never shown.",
+        "List the profiles fedbearer login remembered, and every entry of the token caches "
+        "(the Nebius CLI's file and fedbearer's own, unless --cache-file or --keyring) with "
+        "its expiry and whether it has a refresh token; '*' marks the configured profile. "
+        "Tokens are never shown.",
         identity,
         output,
         debug,
