@@ -503,3 +503,14 @@ def test_a_malformed_issuer_profile_is_a_usage_error_naming_the_file(
     path.write_text(yaml.safe_dump({"default": "kc", "profiles": {"kc": entry}}))
     code, _, err = run(capsys, "token")
     assert code == EXIT_USAGE and str(path) in err and problem in err
+
+
+@pytest.mark.parametrize("value", ["ftp://sso.example.com", "https://sso.example.com/a\nb"])
+def test_a_bad_issuer_variable_is_named_and_checked_before_anything_quotes_it(
+    value, monkeypatch, capsys
+):
+    monkeypatch.setenv("FEDBEARER_ISSUER", value)
+    code, out, err = run(capsys, "token")  # no client id either: the URL is checked first
+    assert code == EXIT_USAGE and out == ""
+    assert "FEDBEARER_ISSUER" in err and "--issuer" not in err.split("(see")[0]
+    assert len(err.strip().splitlines()) == 1 and "a\nb" not in err

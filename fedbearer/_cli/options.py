@@ -456,7 +456,7 @@ def resolve_identity(
     endpoint: Optional[str] = None
     federation_id: Optional[str] = None
     if args.issuer is not None:
-        issuer = args.issuer
+        issuer, issuer_source = args.issuer, "--issuer"
     elif federation_options:
         endpoint = _first(
             args.federation_endpoint,
@@ -470,6 +470,7 @@ def resolve_identity(
         )
     else:
         issuer, endpoint = _env(ISSUER_ENV), _env(ENDPOINT_ENV)
+        issuer_source = ISSUER_ENV
         federation_id = _env(FEDERATION_ID_ENV)
         if issuer is not None and (endpoint is not None or federation_id is not None):
             other = ENDPOINT_ENV if endpoint is not None else FEDERATION_ID_ENV
@@ -499,6 +500,7 @@ def resolve_identity(
                         "pass --federation-endpoint too, or another --profile"
                     )
                 issuer = remembered.issuer
+                issuer_source = f"{profiles.path}: {profile}.issuer"
                 endpoint = None if issuer is not None else remembered.federation_endpoint
                 insecure = insecure or remembered.allow_insecure_http
             # The same kind of provider (for an issuer, the same issuer): a client id
@@ -533,7 +535,7 @@ def resolve_identity(
         raise ConfigurationError("the profile name is empty; pass --profile NAME")
     if issuer is not None:
         return _issuer_identity(
-            issuer,
+            (issuer, issuer_source),
             client_id,
             profile,
             scope=(scope, scope_source),
@@ -582,7 +584,7 @@ def resolve_identity(
 
 
 def _issuer_identity(
-    issuer: str,
+    named: tuple[str, str],
     client_id: Optional[str],
     profile: str,
     *,
@@ -593,7 +595,11 @@ def _issuer_identity(
     required: bool,
 ) -> Optional[Identity]:
     """Another OpenID provider's identity, checked as :class:`~fedbearer.LoginSettings`
-    checks it. Its cache key holds the client id, so the client id is always needed."""
+    checks it, each error naming where the value came from (``named`` is the issuer and
+    that place). Its cache key holds the client id, so the client id is always needed."""
+    issuer, source = named
+    # First: a malformed issuer (a line break from a variable, say) never reaches a message.
+    check_url(issuer, source, allow_insecure_http=insecure, query=False)
     if client_id is None or not client_id.strip():
         if not required:
             return None
@@ -601,7 +607,6 @@ def _issuer_identity(
             f"no client id: pass --client-id ID (once: fedbearer login remembers it) or set "
             f"{CLIENT_ID_ENV} (the client id registered at {issuer[:200]})"
         )
-    check_url(issuer, "--issuer", allow_insecure_http=insecure, query=False)
     text, source = scope
     try:
         scopes = scope_tokens("openid" if text is None else text)
