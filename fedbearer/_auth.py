@@ -23,12 +23,17 @@ from requests.cookies import extract_cookies_to_jar
 from requests.exceptions import UnrewindableBodyError
 from requests.utils import rewind_body
 
-from . import _clock
-from ._bearer import Bearer
+from . import _clock, _cooldown
+from ._bearer import Bearer, _login_hint
 from ._cache import NoTokenCache, TokenCache, default_cache, provider_cache
 from ._challenge import bearer_error
 from ._env_token import environment_token, read_token_variable
-from ._exceptions import ConfigurationError, FedbearerError, InvalidGrantError
+from ._exceptions import (
+    ConfigurationError,
+    FedbearerError,
+    InvalidGrantError,
+    LoginAbandonedError,
+)
 from ._keyring import KeyringTokenCache
 from ._nebius_config import load_nebius_profile
 from ._profiles import load_profiles
@@ -216,6 +221,7 @@ class FederationAuth(AuthBase):
         allow_insecure_http: bool = False,
         preflight: bool = True,
         token_from_env: bool = True,
+        device_code: Optional[bool] = None,
     ) -> None:
         bearer = Bearer(
             profile,
@@ -232,6 +238,7 @@ class FederationAuth(AuthBase):
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
             preflight=preflight,
+            device_code=device_code,
         )
         self._setup(bearer, refresh_margin, hosts, cache, token_from_env)
 
@@ -310,6 +317,7 @@ class FederationAuth(AuthBase):
                 + (f" --profile {name}`" if name is not None else "`")
             )
         kwargs.setdefault("allow_insecure_http", chosen.allow_insecure_http)
+        kwargs.setdefault("device_code", chosen.device_code)
         if chosen.keyring and "cache" not in kwargs:
             kwargs["cache"] = KeyringTokenCache()
         if chosen.issuer is not None:
@@ -361,6 +369,7 @@ class FederationAuth(AuthBase):
         params: Union[Mapping[str, str], Iterable[tuple[str, str]], None] = None,
         issuer: Optional[str] = None,
         revocation_endpoint: Optional[str] = None,
+        device_authorization_endpoint: Optional[str] = None,
         **options: Any,
     ) -> FederationAuth:
         """:meth:`from_issuer` without discovery, for a provider that has no document.
@@ -368,7 +377,8 @@ class FederationAuth(AuthBase):
         The URLs are used exactly as given. With ``issuer``, a callback's ``iss`` must
         equal it (RFC 9207); without it, a callback that carries ``iss`` is refused, since
         it cannot be checked. Without ``revocation_endpoint``, :meth:`logout` only forgets
-        the tokens.
+        the tokens. ``device_authorization_endpoint`` (RFC 8628) makes device-code logins
+        possible (``device_code=``).
         """
         return cls._for_provider(
             client_id,
@@ -379,6 +389,7 @@ class FederationAuth(AuthBase):
             authorization_endpoint=authorization_endpoint,
             token_endpoint=token_endpoint,
             revocation_endpoint=revocation_endpoint,
+            device_authorization_endpoint=device_authorization_endpoint,
         )
 
     @classmethod
@@ -733,9 +744,66 @@ class FederationAuth(AuthBase):
             source = cached if cached is not None and cached.refresh_token else current
             token = self._refreshed(source)
             if token is None:
-                token = self.bearer.receiver().fetch()
+                token = self._interactive_login(lazy=True)
             cache.put(key, token)
             return token
+
+    def _interactive_login(self, *, lazy: bool) -> Token:
+        """One interactive login, and the abandoned-login record around it.
+
+        A ``lazy`` login (one a request or ``get_token`` starts by itself) is not started
+        within the cool-down after an abandoned one (:mod:`fedbearer._cooldown`); an
+        abandoned login starts or extends a cool-down; a login that succeeds ends it.
+        """
+        settings = self.bearer.settings
+        key = self.bearer.name
+        if lazy and settings.interactive:
+            last = _cooldown.active(key)
+            if last is not None:
+                raise self._abandoned_error(last)
+        try:
+            token = self.bearer.receiver().fetch()
+        except FedbearerError as exc:
+            how = _cooldown.how_abandoned(exc)
+            if how is not None:
+                _cooldown.record(key, how)
+            raise
+        _cooldown.clear(key)
+        return token
+
+    def _abandoned_error(self, last: _cooldown.Abandoned) -> LoginAbandonedError:
+        settings = self.bearer.settings
+        command = _login_hint(settings)
+        way = f"run: {command}" if command is not None else "call login() on this FederationAuth"
+        return LoginAbandonedError(
+            f"the last login for profile {settings.profile!r} was abandoned at "
+            f"{_cooldown.describe_time(last.at)} ({last.how}"
+            + (f", {last.streak} in a row" if last.streak > 1 else "")
+            + "), so no login starts by itself before "
+            f"{_cooldown.describe_time(last.until)}, to open no browser tab per call. To log "
+            f"in now, {way}",
+            abandoned_at=last.at,
+            until=last.until,
+        )
+
+    def login(self) -> Token:
+        """Run an interactive login now and keep its token (in this object and the cache).
+
+        Explicit: it always runs, even within the cool-down after an abandoned login, and
+        ends that cool-down (see :doc:`remote_logins`). Holds the renewal lock and the
+        cache's login lock meanwhile. Raises what the login raises
+        (:class:`~fedbearer.LoginTimeoutError`, :class:`~fedbearer.AuthorizationError`,
+        :class:`~fedbearer.InteractionRequiredError` when interactive logins are off, ...).
+        """
+        key = self.bearer.name
+        _cooldown.clear(key)
+        with self._lock, self.cache.login_lock(key, self.bearer.settings.timeout):
+            token = self._interactive_login(lazy=False)
+            self.cache.put(key, token)
+            if self.token_variable is None:
+                self._install(token)
+            self._distrusted = ""
+        return token
 
     @staticmethod
     def _token_from_env(variable: str) -> Token:

@@ -74,6 +74,11 @@ class Bearer:
         federation id fails at once with a :class:`~fedbearer.ConfigurationError` naming
         it instead of at the login timeout. On by default; skipped when ``opener`` is
         given (a program, not a person, follows the URL then).
+    ``device_code``
+        ``None`` (default): the browser login, or the device code (RFC 8628) where the
+        provider offers one and no browser can be opened here; ``True``: always the device
+        code; ``False``: never. A Nebius federation offers none, so ``True`` is a
+        :class:`~fedbearer.ConfigurationError` there (see :doc:`remote_logins`).
 
     ``profile_name`` and ``federation_id`` may not contain ``/``: the token cache key
     (:func:`~fedbearer.cache_key`) would become ambiguous.
@@ -96,6 +101,7 @@ class Bearer:
         app_name: str = "fedbearer",
         allow_insecure_http: bool = False,
         preflight: bool = True,
+        device_code: Optional[bool] = None,
     ) -> None:
         #: The validated settings every login and refresh of this bearer uses.
         self.settings = LoginSettings(
@@ -113,6 +119,7 @@ class Bearer:
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
             preflight=preflight,
+            device_code=device_code,
         )
 
     @classmethod

@@ -53,7 +53,8 @@ def parse_discovery(
     JSON object whose ``issuer`` is exactly ``issuer`` (OpenID Connect Discovery §4.3,
     RFC 8414 §3.3: otherwise a document could send the login to another server). The
     ``authorization_endpoint`` and ``token_endpoint`` are required, ``revocation_endpoint``
-    optional; each must be ``https://`` unless on this machine or ``allow_insecure_http``.
+    and ``device_authorization_endpoint`` (RFC 8628 §4) optional; each must be ``https://``
+    unless on this machine or ``allow_insecure_http``.
     When ``code_challenge_methods_supported`` is present it must list ``S256``
     (RFC 7636 §4.2; fedbearer never falls back to ``plain``), and when
     ``response_types_supported`` is present it must list ``code``.
@@ -118,6 +119,7 @@ def parse_discovery(
             authorization_endpoint=document["authorization_endpoint"],
             token_endpoint=document["token_endpoint"],
             revocation_endpoint=document.get("revocation_endpoint"),
+            device_authorization_endpoint=document.get("device_authorization_endpoint"),
             issuer=issuer,
             iss_required=iss_supported,
             allow_insecure_http=allow_insecure_http,

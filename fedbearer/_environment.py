@@ -63,6 +63,9 @@ class Environment:
     browser: Optional[str]
     #: ``$PATH``, where launchers such as ``wslview`` or ``cmd.exe`` are looked up.
     path: Optional[str]
+    #: A Linux container (Docker's ``/.dockerenv``, Podman's ``/run/.containerenv``, or
+    #: ``$container``): without a display of its own, no browser the user sees runs there.
+    container: bool = False
 
     @property
     def headless(self) -> bool:
@@ -92,6 +95,17 @@ def _read_proc_version() -> str:
         return ""
 
 
+#: Files a container runtime puts into the containers it starts.
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
+
+
+def _in_container(env: Mapping[str, str]) -> bool:
+    # systemd-nspawn, Podman and LXC set $container in the container's first process.
+    return bool(env.get("container", "").strip()) or any(
+        os.path.exists(marker) for marker in CONTAINER_MARKERS
+    )
+
+
 def _isatty(stream_isatty: Optional[Callable[[], bool]]) -> bool:
     if stream_isatty is None:
         return False
@@ -111,6 +125,7 @@ def detect_environment(
     *,
     platform: Optional[str] = None,
     proc_version: Optional[str] = None,
+    container: Optional[bool] = None,
     stdin_isatty: Optional[Callable[[], bool]] = None,
     stderr_isatty: Optional[Callable[[], bool]] = None,
 ) -> Environment:
@@ -123,6 +138,7 @@ def detect_environment(
     - Display: on macOS and Windows always; elsewhere ``DISPLAY`` or ``WAYLAND_DISPLAY``.
     - WSL: Linux whose ``/proc/version`` names Microsoft or WSL, or with ``WSL_DISTRO_NAME``
       / ``WSL_INTEROP`` set.
+    - Container: Linux with ``/.dockerenv`` or ``/run/.containerenv``, or ``$container`` set.
     """
     env = os.environ if env is None else env
     platform = sys.platform if platform is None else platform
@@ -146,4 +162,5 @@ def detect_environment(
         ),
         browser=browser,
         path=env.get("PATH"),
+        container=(linux and _in_container(env)) if container is None else container,
     )

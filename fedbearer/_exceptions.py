@@ -9,7 +9,9 @@
     ├── LoginError                           the interactive login did not produce a code
     │   ├── AuthorizationError               the federation answered error=... (RFC 6749 §4.1.2.1)
     │   ├── LoginTimeoutError (TimeoutError) the deadline passed first
+    │   │   └── DeviceCodeExpiredError       the device code expired unused (RFC 8628 §3.5)
     │   └── InteractionRequiredError         a login is needed but interaction is disabled
+    │       └── LoginAbandonedError          ... or the last one was abandoned moments ago
     └── TokenEndpointError                   the token endpoint failed (RFC 6749 §5.2)
         ├── InvalidGrantError                code or refresh token rejected (invalid_grant)
         ├── InvalidClientError               client_id rejected (invalid_client)
@@ -96,8 +98,25 @@ class LoginTimeoutError(LoginError, TimeoutError):
     """The login deadline passed before the browser came back (or the token was issued)."""
 
 
+class DeviceCodeExpiredError(LoginTimeoutError):
+    """The device code expired before the user entered it (``expired_token``, or its
+    ``expires_in`` passed; RFC 8628 §3.5). Start the login again for a new code."""
+
+
 class InteractionRequiredError(LoginError):
     """A login is needed but this process must not interact (``interactive=False``)."""
+
+
+class LoginAbandonedError(InteractionRequiredError):
+    """A login would start by itself, but the last one for this identity was abandoned
+    (timed out, denied, its device code expired) within the cool-down (see
+    :doc:`remote_logins`). ``abandoned_at`` and ``until`` are POSIX seconds; the message
+    says which command or method logs in now."""
+
+    def __init__(self, message: str, *, abandoned_at: float, until: float) -> None:
+        self.abandoned_at = abandoned_at
+        self.until = until
+        super().__init__(message)
 
 
 class TokenEndpointError(_FederationErrorMixin, FedbearerError):

@@ -33,6 +33,7 @@ from ._exceptions import (
 from ._interrupts import defers_interrupts, interruptible
 from ._protocol import (
     MAX_TOKEN_RESPONSE_BYTES,
+    Callback,
     CallbackKind,
     Federation,
     authorization_code_body,
@@ -584,6 +585,7 @@ def login(settings: LoginSettings) -> Token:
     # these (the callback server and its pages, browser launching, the paste reader) are a
     # tenth of a cached `fedbearer token` process (benchmarks/token_command.py).
     from ._browser import choose_browser, launch
+    from ._device import choose_login, device_login
     from ._environment import detect_environment
     from ._loopback import LoopbackServer
     from ._paste import start_paste_reader
@@ -593,6 +595,19 @@ def login(settings: LoginSettings) -> Token:
     federation = endpoints(settings, deadline=deadline)
     environment = detect_environment()
     out = settings.writer if settings.writer is not None else sys.stderr
+    how = choose_login(
+        device_code=settings.device_code,
+        offered=federation.device_authorization_url is not None,
+        environment=environment,
+        opener_given=settings.opener is not None,
+        no_browser_open=settings.no_browser_open,
+    )
+    log.info("login: %s, as %s", "device code" if how.device else "browser", how.reason)
+    if how.device:
+        shown_reason = None if settings.device_code else how.reason
+        return device_login(
+            settings, federation, deadline=deadline, writer=out, reason=shown_reason
+        )
     state = new_state()
     verifier, challenge = new_pkce()
     server = LoopbackServer(
@@ -661,17 +676,32 @@ def login(settings: LoginSettings) -> Token:
                 if paste is not None
                 else ""
             )
-            launch(
-                url,
-                opener=use,
-                on_failure=lambda why: _show(
+
+            def on_failure(why: str) -> None:
+                if how.fallback:
+                    # No browser after all, and the provider offers the device code: use
+                    # it rather than wait for a URL nobody will open.
+                    log.info("login: no browser could be opened (%s); using the device code", why)
+                    server.offer(Callback(CallbackKind.NO_BROWSER, error=why))
+                    return
+                _show(
                     out,
                     f"Could not open a browser ({why}); open the URL above by hand.{paste_note}\n",
-                ),
-            )
+                )
+
+            launch(url, opener=use, on_failure=on_failure)
         callback = server.wait(deadline)
         if paste is not None:
             paste.stop()  # the terminal is the user's again while the code is exchanged
+        if callback.kind is CallbackKind.NO_BROWSER:
+            server.close()
+            return device_login(
+                settings,
+                federation,
+                deadline=deadline,
+                writer=out,
+                reason=f"the browser could not be opened ({callback.error})",
+            )
         missing_iss = federation.iss_required and callback.iss is None
         if callback.kind is CallbackKind.WRONG_ISSUER or missing_iss:
             server.finish(

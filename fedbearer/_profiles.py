@@ -71,6 +71,9 @@ class RememberedProfile:
     issuer: Optional[str] = None
     scopes: tuple[str, ...] = ("openid",)
     params: tuple[tuple[str, str], ...] = ()
+    #: ``fedbearer login --device-code`` (True) or ``--no-device-code`` (False); ``None``:
+    #: the automatic choice.
+    device_code: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,16 @@ def _profile(name: str, entry: Mapping[str, Any], path: str) -> RememberedProfil
     insecure, keyring = (
         _flag(entry, flag, name, path) for flag in ("allow_insecure_http", "keyring")
     )
+    device_code = entry.get("device_code")
+    if device_code is not None and not isinstance(device_code, bool):
+        raise ConfigurationError(f"{path}: {name}.device_code must be true or false")
     if entry.get("issuer") is None:
         endpoint, federation_id = (
             _text(entry.get(field, ""), f"{name}.{field}", path) for field in _FEDERATION_FIELDS
         )
-        return RememberedProfile(name, client_id, endpoint, federation_id, insecure, keyring)
+        return RememberedProfile(
+            name, client_id, endpoint, federation_id, insecure, keyring, device_code=device_code
+        )
     if any(field in entry for field in _FEDERATION_FIELDS):
         raise ConfigurationError(
             f"{path}: profile {name!r} names both an issuer and a federation; fix or delete "
@@ -151,6 +159,7 @@ def _profile(name: str, entry: Mapping[str, Any], path: str) -> RememberedProfil
         issuer=issuer,
         scopes=scopes,
         params=params,
+        device_code=device_code,
     )
 
 
@@ -188,6 +197,8 @@ def _dump(default: Optional[str], profiles: Mapping[str, RememberedProfile]) -> 
         for flag in ("allow_insecure_http", "keyring"):
             if getattr(profile, flag):
                 entry[flag] = True
+        if profile.device_code is not None:
+            entry["device_code"] = profile.device_code
         doc["profiles"][name] = entry
     text: str = yaml.safe_dump(doc, default_flow_style=False, sort_keys=False)
     return text.encode("utf-8")

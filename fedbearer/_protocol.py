@@ -82,6 +82,9 @@ class Federation:
     #: The provider declared ``authorization_response_iss_parameter_supported``: a callback
     #: without ``iss`` is then refused (RFC 9207 §2.4).
     iss_required: bool = False
+    #: The RFC 8628 device authorization endpoint, ``None`` when the provider has none (a
+    #: Nebius federation has none).
+    device_authorization_url: Optional[str] = None
 
 
 #: The host names of a loopback redirect URI (RFC 8252 §7.3 literals, and §8.3's
@@ -205,6 +208,7 @@ def provider_federation(
     issuer: object = None,
     iss_required: bool = False,
     allow_insecure_http: bool = False,
+    device_authorization_endpoint: object = None,
 ) -> Federation:
     """The endpoints of an OpenID provider other than a Nebius federation, checked.
 
@@ -223,6 +227,15 @@ def provider_federation(
             revocation_endpoint, "revocation_endpoint", allow_insecure_http=allow_insecure_http
         )
     )
+    device_url = (
+        None
+        if device_authorization_endpoint is None
+        else check_url(
+            device_authorization_endpoint,
+            "device_authorization_endpoint",
+            allow_insecure_http=allow_insecure_http,
+        )
+    )
     checked_issuer = (
         None
         if issuer is None
@@ -236,6 +249,7 @@ def provider_federation(
         revocation_url=revocation_url,
         issuer=checked_issuer,
         iss_required=iss_required,
+        device_authorization_url=device_url,
     )
 
 
@@ -437,6 +451,9 @@ class CallbackKind(enum.Enum):
     WRONG_ISSUER = "wrong_issuer"  # our state, but iss names another server (mix-up)
     CODE = "code"
     ERROR = "error"
+    #: Not a request: the browser could not be launched and the login switches to the
+    #: device code (offered to the server by the login itself).
+    NO_BROWSER = "no_browser"
 
 
 @dataclass(frozen=True)
@@ -454,7 +471,12 @@ class Callback:
     @property
     def decisive(self) -> bool:
         """True when the callback ends the login (our state, with a code or an error)."""
-        return self.kind in (CallbackKind.CODE, CallbackKind.ERROR, CallbackKind.WRONG_ISSUER)
+        return self.kind in (
+            CallbackKind.CODE,
+            CallbackKind.ERROR,
+            CallbackKind.WRONG_ISSUER,
+            CallbackKind.NO_BROWSER,
+        )
 
 
 def states_equal(received: str, expected: str) -> bool:

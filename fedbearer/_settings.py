@@ -63,11 +63,16 @@ class _TestGuard:
     login. ``user_cache``: :class:`~fedbearer.FederationAuth`'s default cache is none, and
     it takes no token from ``FEDBEARER_TOKEN`` or ``NEBIUS_IAM_TOKEN``. A test
     that forgot to set up a login then fails at once instead of opening a browser or using
-    a real token. Only the plugin sets these (``fedbearer.testing.plugin``), per test.
+    a real token. ``state_dir``: the test's own state directory, so that an abandoned login
+    in one test holds back no login in another, nor the user's. Only the plugin sets these
+    (``fedbearer.testing.plugin``), per test.
     """
 
     logins: bool = False
     user_cache: bool = False
+    #: Where the abandoned-login records go (:mod:`fedbearer._cooldown`) instead of the
+    #: user's state directory: a directory of the test's own.
+    state_dir: Optional[str] = None
 
 
 test_guard = _TestGuard()
@@ -183,6 +188,13 @@ class LoginSettings:
         ``interactive_source`` says which, for the error message when it is off.
     ``port``
         Resolved: ``None`` becomes ``$FEDBEARER_CALLBACK_PORT`` when that is set.
+
+    ``device_code`` chooses the kind of login: ``None`` (automatic: the device code, RFC 8628,
+    when the provider offers it and no browser the user sees can be opened here, see
+    :doc:`remote_logins`), ``True`` (always the device code: a
+    :class:`~fedbearer.ConfigurationError` for a provider that offers none) or ``False``
+    (always the browser). ``device_authorization_endpoint`` goes with
+    ``authorization_endpoint`` and ``token_endpoint``; a discovered provider names its own.
     """
 
     client_id: str
@@ -206,6 +218,8 @@ class LoginSettings:
     token_endpoint: Optional[str] = None
     revocation_endpoint: Optional[str] = None
     client_secret: Optional[str] = field(default=None, repr=False)
+    device_code: Optional[bool] = None
+    device_authorization_endpoint: Optional[str] = None
     kind: ProviderKind = field(init=False, repr=False, compare=False)
     federation: Optional[Federation] = field(init=False, repr=False, compare=False)
     cache_key: str = field(init=False, repr=False, compare=False)
@@ -250,6 +264,24 @@ class LoginSettings:
             raise ConfigurationError(
                 f"interactive must be True, False or None, not {self.interactive!r}"
             )
+        if self.device_code is not None and not isinstance(self.device_code, bool):
+            raise ConfigurationError(
+                f"device_code must be True, False or None (automatic), not {self.device_code!r}"
+            )
+        if (
+            self.device_code
+            and self.federation is not None
+            and self.federation.device_authorization_url is None
+        ):
+            raise ConfigurationError(
+                "device_code=True, but a Nebius federation offers no device authorization "
+                "endpoint (RFC 8628); leave device_code out (--no-device-code) to log in "
+                "with the browser"
+                if self.kind == "federation"
+                else "device_code=True needs device_authorization_endpoint= (the "
+                "provider's RFC 8628 endpoint); or leave device_code out to log in with "
+                "the browser"
+            )
         if self.opener is not None and not callable(self.opener):
             raise ConfigurationError("opener must be a callable opener(url) -> bool | None")
         if not isinstance(self.verify, (bool, str)):
@@ -257,6 +289,11 @@ class LoginSettings:
 
     def _nebius_federation(self, put: Callable[[str, object], None]) -> None:
         """A Nebius federation: the reference's request, byte for byte, and its cache key."""
+        if self.device_authorization_endpoint is not None:
+            raise ConfigurationError(
+                "device_authorization_endpoint is for other OpenID providers (with "
+                "FederationAuth.from_endpoints): a Nebius federation offers no device code"
+            )
         if self.scopes != ("openid",) or self.params or self.client_secret is not None:
             raise ConfigurationError(
                 "scopes, params and client_secret are for other OpenID providers: a Nebius "
@@ -291,13 +328,17 @@ class LoginSettings:
                 revocation_endpoint=self.revocation_endpoint,
                 issuer=self.issuer,
                 allow_insecure_http=insecure,
+                device_authorization_endpoint=self.device_authorization_endpoint,
             )
             put("kind", "endpoints")
         else:
-            if self.revocation_endpoint is not None:
+            if self.revocation_endpoint is not None or (
+                self.device_authorization_endpoint is not None
+            ):
                 raise ConfigurationError(
-                    "revocation_endpoint goes with authorization_endpoint and token_endpoint; "
-                    "with an issuer alone it comes from the discovery document"
+                    "revocation_endpoint and device_authorization_endpoint go with "
+                    "authorization_endpoint and token_endpoint; with an issuer alone they come "
+                    "from the discovery document"
                 )
             check_url(self.issuer, "issuer", allow_insecure_http=insecure, query=False)
             federation = None  # read from the discovery document when first needed

@@ -24,6 +24,7 @@ from fedbearer import (
     FederationAuth,
     FileTokenCache,
     InteractionRequiredError,
+    LoginAbandonedError,
     _clock,
 )
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
@@ -341,9 +342,15 @@ def test_threads_queued_behind_a_failed_login_share_its_error(federation, api):
     assert _run_threads(8, call) == []
     assert len(outcomes) == 8
     assert federation.authorize_requests == 1  # one browser, not eight
-    # A later request is a new need and may try again.
-    assert session_with(auth).get(api.url).status_code == 200
+    # A later request is a new need, but within the cool-down after a denied login it
+    # opens no browser: it says how to log in instead (issue 20: no tab per call).
+    with pytest.raises(LoginAbandonedError, match="was abandoned"):
+        session_with(auth).get(api.url)
+    assert federation.authorize_requests == 1
+    # An explicit login always runs, and ends the cool-down.
+    auth.login()
     assert federation.authorize_requests == 2
+    assert session_with(auth).get(api.url).status_code == 200
 
 
 @pytest.mark.fedbearer_real  # the default cache, in the temporary HOME of conftest

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import IO, Any, Callable, Optional, cast
 
-from .. import _clock
+from .. import _clock, _cooldown
 from .._auth import FederationAuth
 from .._cache import TokenCache, default_cache, provider_cache
 from .._env_token import environment_token
@@ -88,6 +88,7 @@ def _auth(
             # None leaves it to FEDBEARER_INTERACTIVE; the flag can only turn logins off.
             interactive=False if args.non_interactive else None,
             preflight=args.preflight,
+            device_code=identity.device_code,
         )
     else:
         options["interactive"] = False
@@ -134,6 +135,9 @@ def environment_token_name(identity: Optional[Identity] = None) -> Optional[str]
 def _cmd_login(args: argparse.Namespace) -> int:
     identity = identity_from(args, need_client_id=True)
     cache = cache_from(args, identity)
+    # An explicit login always runs: a login abandoned moments ago holds back only the
+    # logins that start by themselves (fedbearer token, FederationAuth).
+    _cooldown.clear(identity.key)
     # An explicit login logs in: a token in the environment is not what it is asked for.
     token, how = _obtain(args, identity, cache, env_token=False)
     # Remembered once the login worked: later commands need no options (or --profile).

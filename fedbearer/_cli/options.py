@@ -216,6 +216,24 @@ def _login_options(*, non_interactive: bool = True) -> _Parser:
             "login request (it makes a wrong endpoint or client id fail in seconds)"
         ),
     )
+    device = group.add_mutually_exclusive_group()
+    device.add_argument(
+        "--device-code",
+        dest="device_code",
+        action="store_true",
+        default=None,
+        help=(
+            "log in with a device code (RFC 8628): enter a short code on any device with a "
+            "browser; login remembers it (default: when the provider offers it and no "
+            "browser can be opened here)"
+        ),
+    )
+    device.add_argument(
+        "--no-device-code",
+        dest="device_code",
+        action="store_false",
+        help="always log in through the browser, never with a device code; login remembers it",
+    )
     if non_interactive:
         group.add_argument(
             "--non-interactive",
@@ -361,6 +379,8 @@ class Identity:
     params: tuple[tuple[str, str], ...] = ()
     allow_insecure_http: bool = False
     keyring: bool = False
+    #: ``--device-code`` / ``--no-device-code``, else the remembered choice; ``None``: auto.
+    device_code: Optional[bool] = None
 
     @functools.cached_property
     def key(self) -> str:
@@ -452,6 +472,7 @@ def resolve_identity(
     params: Optional[list[tuple[str, str]]] = args.param
     insecure = args.allow_insecure_http
     keyring = bool(args.keyring)
+    device_code: Optional[bool] = getattr(args, "device_code", None)
     issuer: Optional[str] = None
     endpoint: Optional[str] = None
     federation_id: Optional[str] = None
@@ -519,6 +540,8 @@ def resolve_identity(
                     params = list(remembered.params)
             if same and args.keyring is None and args.cache_file is None:
                 keyring = remembered.keyring
+            if same and device_code is None:
+                device_code = remembered.device_code
     if (
         issuer is None
         and endpoint is None
@@ -543,6 +566,7 @@ def resolve_identity(
             insecure=insecure,
             keyring=keyring,
             required=required,
+            device_code=device_code,
         )
     if not endpoint or not endpoint.strip():
         if not required:
@@ -580,6 +604,7 @@ def resolve_identity(
         federation_id=federation_id,
         allow_insecure_http=insecure,
         keyring=keyring,
+        device_code=device_code,
     )
 
 
@@ -593,6 +618,7 @@ def _issuer_identity(
     insecure: bool,
     keyring: bool,
     required: bool,
+    device_code: Optional[bool] = None,
 ) -> Optional[Identity]:
     """Another OpenID provider's identity, checked as :class:`~fedbearer.LoginSettings`
     checks it, each error naming where the value came from (``named`` is the issuer and
@@ -624,6 +650,7 @@ def _issuer_identity(
         params=pairs,
         allow_insecure_http=insecure,
         keyring=keyring,
+        device_code=device_code,
     )
     identity.key  # noqa: B018 - a profile the key cannot hold is a usage error now
     return identity
@@ -651,6 +678,7 @@ def remember(identity: Identity) -> str:
             issuer=identity.issuer,
             scopes=identity.scopes,
             params=identity.params,
+            device_code=identity.device_code,
         )
     )
 

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from typing import IO, Callable, Optional, TextIO, Union
 
 from .. import _clock
+from .._cooldown import describe_time
 from .._exceptions import (
     ConfigurationError,
     FedbearerError,
     InteractionRequiredError,
+    LoginAbandonedError,
     LoginTimeoutError,
 )
 from .._interrupts import defers_interrupts
@@ -263,6 +265,13 @@ def interaction_required(args: argparse.Namespace, exc: InteractionRequiredError
     )
     if command is None:
         return str(exc)
+    if isinstance(exc, LoginAbandonedError):
+        return (
+            f"the last login for {identity.describe()} was abandoned at "
+            f"{describe_time(exc.abandoned_at)}, so none starts by itself before "
+            f"{describe_time(exc.until)} (to open no browser tab per call); log in now with: "
+            f"{command}"
+        )
     if getattr(args, "non_interactive", False):
         why, where = "--non-interactive was given", "a terminal"
     else:

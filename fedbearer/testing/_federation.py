@@ -54,6 +54,10 @@ FaultKind = Literal[
     "connection_reset",
     "unsupported_token_type",
     "revocation_unavailable",
+    "authorization_pending",
+    "slow_down",
+    "access_denied",
+    "expired_token",
 ]
 
 #: Faults answered by the authorize endpoint.
@@ -67,7 +71,13 @@ _SHAPE_FAULTS = frozenset(
     {"non_json", "json_array", "missing_access_token", "wrong_types", "no_expires_in"}
 )
 _TOKEN_FAULTS = _EARLY_FAULTS | _SHAPE_FAULTS | {"slow"}
-_ALL_FAULTS = _AUTHORIZE_FAULTS | _REVOCATION_FAULTS | _TOKEN_FAULTS
+#: Answers to a device-code poll (RFC 8628 §3.5), taken by the next poll only.
+_DEVICE_FAULTS = frozenset({"authorization_pending", "slow_down", "access_denied", "expired_token"})
+_ALL_FAULTS = _AUTHORIZE_FAULTS | _REVOCATION_FAULTS | _TOKEN_FAULTS | _DEVICE_FAULTS
+#: ``grant_type`` of a device-code poll (RFC 8628 §3.4).
+_DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+#: RFC 8628 §6.1's example character set for user codes: no vowels, no look-alikes.
+_USER_CODE_LETTERS = "BCDFGHJKLMNPQRSTVWXZ"
 
 #: RFC 7009 §2.1 token type hints the revocation endpoint knows.
 _TOKEN_TYPE_HINTS = frozenset({"access_token", "refresh_token"})
@@ -226,6 +236,18 @@ class _Code:
     used: bool = False
 
 
+@dataclass
+class _DeviceRequest:
+    """A device authorization (RFC 8628 §3.2) waiting to be entered, approved or denied."""
+
+    client_id: str
+    scope: str
+    user_code: str
+    expires_at: float
+    #: ``None`` while pending; then the approving user, or ``""`` when denied.
+    decision: Optional[str] = None
+
+
 @dataclass(frozen=True)
 class _Grant:
     """What an access or refresh token stands for. ``family`` links every token that
@@ -333,6 +355,11 @@ def _error_page(status: int, message: str) -> _Reply:
     return _page(status, "Sign-in request rejected", body, form_action="'none'")
 
 
+def _normal_user_code(code: str) -> str:
+    """A user code as compared: upper case, without separators (RFC 8628 §6.1)."""
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
 def _consent_form_action(redirect_uri: str) -> Optional[str]:
     """``form-action`` for the consent page, or None to leave the directive out.
 
@@ -393,6 +420,9 @@ class LocalFederation:
         metadata: Optional[Mapping[str, Any]] = None,
         scopes_supported: Collection[str] = DEFAULT_SCOPES,
         client_secret: Optional[str] = None,
+        device_flow: Optional[bool] = None,
+        device_interval: Optional[int] = 1,
+        device_code_lifetime: int = 600,
     ) -> None:
         if token_lifetime is not None and token_lifetime < 0:
             raise ValueError("token_lifetime must be >= 0 or None")
@@ -405,6 +435,18 @@ class LocalFederation:
             if layout not in LAYOUTS:
                 raise ValueError(f"unknown layout {layout!r}; choose from {sorted(LAYOUTS)}")
             layout = LAYOUTS[layout]
+        if device_interval is not None and device_interval < 0:
+            raise ValueError("device_interval must be >= 0 or None")
+        if device_code_lifetime < 0:
+            raise ValueError("device_code_lifetime must be >= 0")
+        #: Whether the device authorization endpoint (RFC 8628) is served and advertised:
+        #: by default for every layout but a Nebius federation's (with or without a path
+        #: prefix), which offers none.
+        self.device_flow = layout != Layout() if device_flow is None else device_flow
+        #: ``interval`` of device authorization answers (``None``: left out, so the client
+        #: waits RFC 8628's 5 s); 1 s by default, so tests need not wait.
+        self.device_interval = device_interval
+        self.device_code_lifetime = device_code_lifetime
         if prefix:
             if layout != Layout():
                 raise ValueError("path_prefix goes with the default layout only")
@@ -448,6 +490,8 @@ class LocalFederation:
                 "resource_requests",
                 "discovery_requests",
                 "revocation_requests",
+                "device_authorizations",
+                "device_polls",
             ),
             0,
         )
@@ -461,6 +505,8 @@ class LocalFederation:
         # Refresh tokens already rotated away: a replay revokes their family (RFC 9700 §4.14.2).
         self._rotated: dict[str, str] = {}
         self._issued: list[str] = []
+        self._devices: dict[str, _DeviceRequest] = {}  # by device code
+        self._device_polls: list[dict[str, str]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -576,6 +622,16 @@ class LocalFederation:
     def whoami_url(self) -> str:
         return self.endpoint + "/whoami"
 
+    @property
+    def device_authorization_url(self) -> Optional[str]:
+        """The RFC 8628 device authorization endpoint; ``None`` without ``device_flow``."""
+        return self.endpoint + "/oauth2/device_authorization" if self.device_flow else None
+
+    @property
+    def device_page_url(self) -> str:
+        """The page where a person enters a user code (the ``verification_uri``)."""
+        return self.endpoint + "/device"
+
     # -- counters and records ----------------------------------------------------------------
 
     def _count(self, name: str) -> int:
@@ -628,6 +684,59 @@ class LocalFederation:
         return self._count("revocation_requests")
 
     @property
+    def device_authorizations(self) -> int:
+        """Device authorization requests answered with codes (RFC 8628 §3.2)."""
+        return self._count("device_authorizations")
+
+    @property
+    def device_polls(self) -> int:
+        """Token requests with the device-code grant (RFC 8628 §3.4), whatever the answer."""
+        return self._count("device_polls")
+
+    @property
+    def device_poll_params(self) -> list[dict[str, str]]:
+        """The form of every device-code poll, in order (``device_code`` included)."""
+        with self._lock:
+            return [dict(p) for p in self._device_polls]
+
+    @property
+    def pending_user_codes(self) -> list[str]:
+        """User codes issued and not yet approved, denied or expired, oldest first."""
+        now = _clock.now()
+        with self._lock:
+            return [
+                d.user_code
+                for d in self._devices.values()
+                if d.decision is None and now < d.expires_at
+            ]
+
+    def decide_device(
+        self, user_code: str, *, approve: bool = True, user: Optional[str] = None
+    ) -> bool:
+        """Approve (or deny) the device login of ``user_code``, as a person on the page
+        would; False when no pending login has that code."""
+        with self._lock:
+            return self._decide_device(user_code, approve, self.user if user is None else user)
+
+    def _decide_device(self, user_code: str, approve: bool, user: str) -> bool:
+        # Caller holds the lock. Codes are compared without separators or case, as typed.
+        wanted = _normal_user_code(user_code)
+        now = _clock.now()
+        for device in self._devices.values():
+            if (
+                device.decision is None
+                and now < device.expires_at
+                and hmac.compare_digest(_normal_user_code(device.user_code), wanted)
+            ):
+                device.decision = user if approve else ""
+                if approve:
+                    self._counts["logins"] += 1
+                else:
+                    self._counts["denials"] += 1
+                return True
+        return False
+
+    @property
     def revocation_params(self) -> list[dict[str, str]]:
         """The form fields of every revocation request, in order, as received."""
         with self._lock:
@@ -656,6 +765,9 @@ class LocalFederation:
             ],
             "authorization_response_iss_parameter_supported": self.send_iss,
         }
+        if self.device_authorization_url is not None:
+            document["device_authorization_endpoint"] = self.device_authorization_url
+            document["grant_types_supported"].append(_DEVICE_GRANT)
         if self.revocation_url is not None:
             document["revocation_endpoint"] = self.revocation_url
             document["revocation_endpoint_auth_methods_supported"] = document[
@@ -721,8 +833,10 @@ class LocalFederation:
         """Queue ``count`` faults of ``kind``; each request that reaches the queue takes one.
 
         ``deny`` is taken by the next authorize request; ``unsupported_token_type`` and
-        ``revocation_unavailable`` by the next revocation request; every other kind by the
-        next token request. ``status`` is used by ``server_error`` (500-599), ``delay`` (seconds) by
+        ``revocation_unavailable`` by the next revocation request; the device-code answers
+        (RFC 8628 §3.5: ``authorization_pending``, ``slow_down``, ``access_denied``,
+        ``expired_token``) by the next device-code poll; every other kind by the next token
+        request. ``status`` is used by ``server_error`` (500-599), ``delay`` (seconds) by
         ``slow``. See ``docs/local_federation.rst`` for what each kind answers.
         """
         if kind not in _ALL_FAULTS:
@@ -781,6 +895,9 @@ class LocalFederation:
         }
         if layout.revocation_path is not None:
             routes[layout.revocation_path] = "revoke"
+        if self.device_flow:
+            routes[base + "/oauth2/device_authorization"] = "device"
+            routes[base + "/device"] = "device_page"
         discovery_url = self.discovery_url
         if discovery_url is not None:
             routes[urlsplit(discovery_url).path] = "discovery"
@@ -988,6 +1105,9 @@ class LocalFederation:
                 self._counts["code_exchanges"] += 1
             elif grant_type == "refresh_token":
                 self._counts["refreshes"] += 1
+            elif grant_type == _DEVICE_GRANT and self.device_flow:
+                self._counts["device_polls"] += 1
+                self._device_polls.append(dict(params))
             fault = self._take_fault(_TOKEN_FAULTS)
         if fault is not None and fault.kind == "slow":
             self._closing.wait(fault.delay)
@@ -1002,6 +1122,8 @@ class LocalFederation:
                 result = self._exchange_code(params)
             elif grant_type == "refresh_token":
                 result = self._refresh_grant(params)
+            elif grant_type == _DEVICE_GRANT and self.device_flow:
+                result = self._device_grant(params)
             elif grant_type is None:
                 return _oauth_error("invalid_request", "grant_type is missing.")
             else:
@@ -1096,6 +1218,122 @@ class LocalFederation:
             return _json(200, {**response, "expires_in": [response.get("expires_in", 3600)]})
         # no_expires_in
         return _json(200, {k: v for k, v in response.items() if k != "expires_in"})
+
+    # -- device authorization (RFC 8628) -----------------------------------------------------
+
+    def handle_device_authorization(self, content_type: str, body: bytes) -> _Reply:
+        """RFC 8628 §3.1-3.2: codes for a client that cannot receive a redirect."""
+        form = _form(content_type, body)
+        if isinstance(form, _Reply):
+            return form
+        params, repeated = form
+        refusal = self._client_refusal(params, repeated)
+        if refusal is not None:
+            return refusal
+        scopes = params.get("scope", "").split()
+        if "openid" not in scopes:
+            return _oauth_error("invalid_scope", "scope must include openid.")
+        unknown = set(scopes) - set(self.scopes_supported)
+        if unknown:
+            return _oauth_error("invalid_scope", f"Unknown scope: {' '.join(sorted(unknown))}.")
+        if self.federation_id is not None and params.get("federation-id") != self.federation_id:
+            return _oauth_error("invalid_request", "Unknown or missing federation-id.")
+        device_code = secrets.token_urlsafe(32)
+        letters = "".join(secrets.choice(_USER_CODE_LETTERS) for _ in range(8))
+        user_code = f"{letters[:4]}-{letters[4:]}"
+        with self._lock:
+            self._counts["device_authorizations"] += 1
+            self._devices[device_code] = _DeviceRequest(
+                params["client_id"],
+                " ".join(scopes),
+                user_code,
+                _clock.now() + self.device_code_lifetime,
+                decision=self.user if self.auto_approve else None,
+            )
+            if self.auto_approve:
+                self._counts["logins"] += 1
+        answer: dict[str, Any] = {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": self.device_page_url,
+            "verification_uri_complete": self.device_page_url
+            + "?"
+            + urlencode({"user_code": user_code}),
+            "expires_in": self.device_code_lifetime,
+        }
+        if self.device_interval is not None:
+            answer["interval"] = self.device_interval
+        return _json(200, answer)
+
+    def _device_grant(self, params: dict[str, str]) -> Union[_Grant, _Reply]:
+        """RFC 8628 §3.4-3.5: one poll. Caller holds the lock."""
+        device_code = params.get("device_code")
+        if not device_code:
+            return _oauth_error("invalid_request", "device_code is required.")
+        fault = self._take_fault(_DEVICE_FAULTS)
+        if fault is not None:
+            return _oauth_error(fault.kind, "Injected fault.")
+        device = self._devices.get(device_code)
+        if device is None:
+            return _oauth_error("invalid_grant", "Unknown or already used device code.")
+        if params["client_id"] != device.client_id:
+            return _oauth_error("invalid_grant", "The device code was issued to another client.")
+        if _clock.now() >= device.expires_at:
+            del self._devices[device_code]
+            return _oauth_error("expired_token", "The device code expired.")
+        if device.decision is None:
+            return _oauth_error("authorization_pending", "The user has not answered yet.")
+        del self._devices[device_code]  # one token per approval
+        if device.decision == "":
+            return _oauth_error("access_denied", "The user denied the request.")
+        return self._new_grant(device.decision, device.client_id, device.scope, device_code)
+
+    def handle_device_page(self, query: str) -> _Reply:
+        """The page of ``verification_uri``: enter the code, then approve or deny."""
+        code = dict(parse_qsl(query)).get("user_code", "")[:32]
+        return self._device_form(200, code, None)
+
+    def handle_device_decide(self, form: list[tuple[str, str]]) -> _Reply:
+        params, repeated = _single_valued(form)
+        if repeated is not None:
+            return _error_page(400, f"The field {repeated} is repeated.")
+        code = params.get("user_code", "")[:32]
+        user = params.get("user", "").strip()
+        decision = params.get("decision")
+        if decision not in ("approve", "deny"):
+            return self._device_form(400, code, "Choose Approve or Deny.")
+        if decision == "approve" and (not user or len(user) > 64):
+            return self._device_form(400, code, "Enter a user name of 1 to 64 characters.")
+        with self._lock:
+            found = self._decide_device(code, decision == "approve", user)
+        if not found:
+            return self._device_form(400, code, "This code is unknown, already used or expired.")
+        verb = "approved" if decision == "approve" else "denied"
+        body = (
+            f'<h1>Device login {verb}</h1>\n<p id="outcome" data-outcome="{verb}">You have '
+            f"{verb} the login. You may close this tab and return to your device.</p>"
+        )
+        return _page(200, f"Device login {verb} – local federation", body, form_action="'none'")
+
+    def _device_form(self, status: int, code: str, problem: Optional[str]) -> _Reply:
+        esc = html.escape
+        error = "" if problem is None else f'<p class="error">{esc(problem)}</p>\n'
+        body = f"""<h1>Sign in on another device</h1>
+{error}<p>Enter the code your device shows.</p>
+<form method="post" action="{esc(self.layout.issuer_path)}/device">
+<label for="user_code">Code</label>
+<input type="text" id="user_code" name="user_code" value="{esc(code)}" autocomplete="off"
+ maxlength="32" required>
+<label for="user">User name</label>
+<input type="text" id="user" name="user" value="{esc(self.user)}" autocomplete="username"
+ maxlength="64" required>
+<div class="actions">
+<button type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="deny" class="secondary"
+ formnovalidate>Deny</button>
+</div>
+</form>"""
+        return _page(status, "Device login – local federation", body, form_action="'self'")
 
     # -- protected resource ------------------------------------------------------------------
 
@@ -1201,7 +1439,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(fed.handle_whoami(self.headers.get("Authorization")))
         elif route == "discovery":
             self._send(fed.handle_discovery())
-        elif route in ("token", "decide", "revoke"):
+        elif route == "device_page":
+            self._send(fed.handle_device_page(query))
+        elif route in ("token", "decide", "revoke", "device"):
             self._send(_Reply(405, {"Allow": "POST", **_NO_STORE}))
         else:
             self._send(_Reply(404, {"Content-Type": "text/plain", **_NO_STORE}, b"Not found\n"))
@@ -1217,6 +1457,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(fed.handle_token(content_type, body))
         elif route == "revoke":
             self._send(fed.handle_revoke(content_type, body))
+        elif route == "device":
+            self._send(fed.handle_device_authorization(content_type, body))
+        elif route == "device_page":
+            form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+            self._send(fed.handle_device_decide(form))
         elif route == "decide":
             form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
             self._send(fed.handle_decide(form))

@@ -26,13 +26,16 @@ explicit ``cache=`` neither reads nor writes the user's token cache, none takes 
 :class:`~fedbearer.InteractionRequiredError`, whose message names these fixtures, instead of
 opening a browser or sending the developer's real token somewhere. A test that means to use
 the real thing says so with ``@pytest.mark.fedbearer_real``; ``pytest --fedbearer-real``
-does it for the whole run.
+does it for the whole run. Whatever the marker, the record of an abandoned login (which
+holds back lazy logins for a few minutes, see :doc:`remote_logins`) goes to a directory of
+each test's own, never the user's state directory.
 
 To turn the plugin off: ``pytest -p no:fedbearer``.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -59,17 +62,27 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_state_dirs = itertools.count()
+
+
 @pytest.fixture(autouse=True)
-def _fedbearer_test_guard(request: pytest.FixtureRequest) -> Iterator[None]:
-    """On for each test, unless it (or the run) asked for the real thing."""
+def _fedbearer_test_guard(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """On for each test, unless it (or the run) asked for the real thing. The records of
+    abandoned logins always go to a directory of the test's own (made when first written)."""
     real = request.config.getoption("--fedbearer-real") or (
         request.node.get_closest_marker(REAL_MARKER) is not None
     )
     test_guard.logins = test_guard.user_cache = not real
+    test_guard.state_dir = str(
+        tmp_path_factory.getbasetemp() / "fedbearer-state" / str(next(_state_dirs))
+    )
     try:
         yield
     finally:
         test_guard.logins = test_guard.user_cache = False
+        test_guard.state_dir = None
 
 
 @pytest.fixture
