@@ -222,17 +222,13 @@ def _login_options(*, non_interactive: bool = True) -> _Parser:
         dest="device_code",
         action="store_true",
         default=None,
-        help=(
-            "log in with a device code (RFC 8628): enter a short code on any device with a "
-            "browser; login remembers it (default: when the provider offers it and no "
-            "browser can be opened here)"
-        ),
+        help="log in with a code typed into any browser (RFC 8628)",
     )
     device.add_argument(
         "--no-device-code",
         dest="device_code",
         action="store_false",
-        help="always log in through the browser, never with a device code; login remembers it",
+        help="never with a code: always with a browser here",
     )
     if non_interactive:
         group.add_argument(

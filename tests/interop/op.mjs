@@ -10,6 +10,8 @@
 //   GET  /me                 userinfo: the protected resource the tests call with the token.
 //   GET  /.well-known/openid-configuration   discovery (fedbearer's from_issuer reads it)
 //   POST /token/revocation   RFC 7009 revocation (fedbearer's logout)
+//   POST /device/auth        RFC 8628 device authorization (fedbearer's device-code login);
+//   GET  /device             the page where a person enters the user code, then signs in
 //
 // Scopes: openid (all a Nebius federation asks for), profile and email (their claims, name
 // and email, show at /me), offline_access (needs prompt=consent, as OpenID Connect Core §11
@@ -109,7 +111,11 @@ const provider = new Provider(issuer, {
       // A native client's loopback redirect URI matches on any port (RFC 8252 §7.3):
       // oidc-provider strips the port from both sides before comparing.
       redirect_uris: ['http://127.0.0.1', 'http://[::1]'],
-      grant_types: config.refresh ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
+      grant_types: [
+        'authorization_code',
+        'urn:ietf:params:oauth:grant-type:device_code',
+        ...(config.refresh ? ['refresh_token'] : []),
+      ],
       response_types: ['code'],
     },
   ],
@@ -164,6 +170,7 @@ const provider = new Provider(issuer, {
     resourceIndicators: { enabled: true }, // default; no resource → token usable at /me
     dPoP: { enabled: false }, // a Nebius federation issues plain Bearer tokens
     revocation: { enabled: true },
+    deviceFlow: { enabled: true }, // RFC 8628, at /device/auth; its pages at /device
     introspection: { enabled: false },
     rpInitiatedLogout: { enabled: false },
     pushedAuthorizationRequests: { enabled: false },
