@@ -43,15 +43,16 @@ def enter_code(user_code: str, username: str) -> Script:
         for _step in range(8):
             if "Sign-in Success" in page.title():
                 return
-            code = page.locator("input[name=user_code]")
+            # The confirmation form carries the code too, in a hidden field.
+            code = page.locator("input[name=user_code]:not([type=hidden])")
             confirm = page.locator("button[autofocus][form='op.deviceConfirmForm']")
             login = page.locator("form input[name=login]")
             consent = page.locator("form:has(input[name=prompt][value=consent]) button")
-            if code.count():
+            if confirm.count():
+                ctx.submit_and_wait(confirm)
+            elif code.count():
                 code.fill(user_code)
                 ctx.submit_and_wait(page.locator("button[form='op.deviceInputForm']"))
-            elif confirm.count():
-                ctx.submit_and_wait(confirm)
             elif login.count():
                 login.fill(username)
                 page.locator("form input[name=password]").fill("any")
