@@ -552,6 +552,12 @@ def login(settings: LoginSettings) -> Token:
 
     0. For a provider named by its issuer, know its endpoints (:func:`endpoints`: its
        discovery document, read once per process).
+    0b. Choose the kind of login (:func:`fedbearer._device.choose_login`, logged at INFO):
+       where the provider offers a device authorization endpoint and no browser the user
+       sees can be opened here, or ``device_code=True``, the device code
+       (:func:`fedbearer._device.device_login`, RFC 8628) runs instead of the steps
+       below, within the same deadline. A browser that then fails to launch switches the
+       login to the device code too, when it was chosen automatically.
     1. Start the loopback server on ``127.0.0.1`` (the settings' port, else a free one)
        *before* anything is shown, so the redirect URI names the port actually bound
        (RFC 8252 §7.3). Unless ``preflight`` is off or an ``opener`` is given, check that
