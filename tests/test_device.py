@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import webbrowser
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qsl
 
@@ -30,6 +31,7 @@ from fedbearer import (
     MemoryTokenCache,
     _clock,
 )
+from fedbearer._cli import EXIT_OK, EXIT_USAGE, main
 from fedbearer._device import (
     DEFAULT_INTERVAL,
     DEVICE_CODE_GRANT_TYPE,
@@ -42,6 +44,12 @@ from fedbearer._device import (
 )
 from fedbearer._environment import detect_environment
 from fedbearer._exceptions import TokenEndpointError
+from fedbearer._profiles import (
+    RememberedProfile,
+    default_profiles_file,
+    load_profiles,
+    remember_profile,
+)
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 from .api_server import ProtectedAPI
@@ -289,9 +297,13 @@ def test_device_code_must_be_true_false_or_none(value):
 
 
 def test_a_device_endpoint_goes_with_the_other_endpoints_not_with_an_issuer():
-    with pytest.raises(ConfigurationError, match="device_authorization_endpoint go with"):
-        FederationAuth.from_issuer(
+    with pytest.raises(TypeError, match="device_authorization_endpoint"):
+        FederationAuth.from_issuer(  # type: ignore[call-arg]
             "https://idp.example.com", "c", device_authorization_endpoint="https://idp/d"
+        )
+    with pytest.raises(ConfigurationError, match="device_authorization_endpoint go with"):
+        LoginSettings(
+            "c", issuer="https://idp.example.com", device_authorization_endpoint="https://idp/d"
         )
 
 
@@ -621,3 +633,58 @@ def test_ctrl_c_ends_a_device_login_at_once(make_provider):
     assert process.returncode == 130 and "interrupted" in err, err
     assert elapsed < 10  # not the 30 s interval
     assert fed.device_polls == 0
+
+
+# ------------------------------------------------------------- profiles and the CLI
+
+
+@pytest.mark.parametrize("choice", [True, False, None])
+def test_the_choice_is_remembered_with_the_profile(isolated_env, choice):
+    remember_profile(
+        RememberedProfile("kc", "cli", issuer="https://sso.example.com", device_code=choice)
+    )
+    assert load_profiles().get("kc").device_code is choice
+    assert FederationAuth.from_profile("kc").bearer.settings.device_code is choice
+    # An explicit argument wins over the file.
+    assert FederationAuth.from_profile("kc", device_code=False).bearer.settings.device_code is False
+
+
+def test_a_remembered_choice_that_is_not_a_boolean_is_a_clear_error(isolated_env):
+    path = Path(default_profiles_file())
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "profiles:\n  kc:\n    client_id: cli\n    issuer: https://sso.example.com\n"
+        "    device_code: maybe\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"kc.device_code must be true or false"):
+        load_profiles()
+
+
+def test_device_code_on_the_command_line_for_a_nebius_federation_is_a_usage_error(
+    federation, capsys
+):
+    code = main(
+        [
+            "token",
+            *("--client-id", federation.client_id, "--federation-endpoint", federation.endpoint),
+            *("--federation-id", "test-federation", "--device-code"),
+        ]
+    )
+    assert code == EXIT_USAGE
+    assert "Nebius federation offers no device" in capsys.readouterr().err
+    assert federation.authorize_requests == 0
+
+
+def test_the_command_line_logs_in_with_a_device_code_and_remembers_it(
+    provider, naps, capsys, monkeypatch
+):
+    monkeypatch.setenv("FEDBEARER_INTERACTIVE", "1")
+    argv = ["--issuer", provider.issuer, "--client-id", provider.client_id, "--profile", "d"]
+    assert main(["login", *argv, "--device-code"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "enter the code" in captured.err and captured.out.startswith("Logged in")
+    assert load_profiles().get("d").device_code is True
+    assert provider.device_authorizations == 1 and provider.authorize_requests == 0
+    # --no-device-code overrides the remembered choice, and is remembered in turn.
+    assert main(["login", *argv, "--no-device-code"]) == EXIT_OK  # cached: no login
+    assert load_profiles().get("d").device_code is False

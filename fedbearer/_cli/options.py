@@ -242,40 +242,37 @@ def _login_options(*, non_interactive: bool = True) -> _Parser:
         metavar="PORT",
         type=_port,
         help=(
-            "fixed port for the login callback on 127.0.0.1, e.g. for an ssh -L forward "
-            "(default: $FEDBEARER_CALLBACK_PORT, else any free port)"
+            "fixed callback port on 127.0.0.1, e.g. for ssh -L (default: "
+            "$FEDBEARER_CALLBACK_PORT, else any)"
         ),
     )
     group.add_argument(
         "--no-preflight",
         dest="preflight",
         action="store_false",
-        help=(
-            "skip the check, before the browser opens, that the federation accepts the "
-            "login request (it makes a wrong endpoint or client id fail in seconds)"
-        ),
+        help="skip the quick check of the endpoint and client id",
     )
-    device = group.add_mutually_exclusive_group()
-    device.add_argument(
+    # Two flags, not a mutually exclusive group: argparse moves such a group out of the
+    # "login" section when the parser is used as a parent. The last one given wins.
+    group.add_argument(
         "--device-code",
-        dest="device_code",
         action="store_true",
         default=None,
         help="log in with a code typed into any browser (RFC 8628)",
     )
-    device.add_argument(
+    group.add_argument(
         "--no-device-code",
         dest="device_code",
         action="store_false",
-        help="never with a code: always with a browser here",
+        help="never log in with a code, only through a browser here",
     )
     if non_interactive:
         group.add_argument(
             "--non-interactive",
             action="store_true",
             help=(
-                "never start a login: exit with status 3 when no valid or refreshable token "
-                "is cached (for cron and CI; also FEDBEARER_INTERACTIVE=0)"
+                "never start a login: exit 3 when no usable token is cached (cron, CI; "
+                "also FEDBEARER_INTERACTIVE=0)"
             ),
         )
     return parser
