@@ -23,7 +23,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Optional, Union
 from urllib.parse import urlencode
@@ -215,8 +215,13 @@ def parse_device_authorization(
     )
 
 
-def _shown_url(value: object, what: str, allow_insecure_http: bool, invalid: object) -> str:
-    assert callable(invalid)
+def _shown_url(
+    value: object,
+    what: str,
+    allow_insecure_http: bool,
+    invalid: Callable[[str], InvalidTokenResponseError],
+) -> str:
+    """A URL the person is shown (a ``verification_uri``), checked as an endpoint is."""
     if not isinstance(value, str):
         raise invalid(f"without a {what}" if value is None else f"with a {what} that is not text")
     try:

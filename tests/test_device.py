@@ -688,3 +688,13 @@ def test_the_command_line_logs_in_with_a_device_code_and_remembers_it(
     # --no-device-code overrides the remembered choice, and is remembered in turn.
     assert main(["login", *argv, "--no-device-code"]) == EXIT_OK  # cached: no login
     assert load_profiles().get("d").device_code is False
+
+
+def test_forcing_it_at_a_discovered_provider_without_one_fails_at_the_first_login(
+    make_provider,
+):
+    fed = make_provider(layout="keycloak", device_flow=False)
+    assert "device_authorization_endpoint" not in fed.discovery_document()
+    with pytest.raises(ConfigurationError, match="offers no device authorization endpoint"):
+        device_auth(fed).get_token()
+    assert fed.authorize_requests == 0 and fed.token_requests == 0
