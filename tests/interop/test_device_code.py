@@ -176,7 +176,10 @@ def test_fedbearer_login_device_code_in_a_process_of_its_own(
     found: list[str] = []
     person = person_reading(lambda: "".join(lines), browser_driver, "cli-device-user", found)
     try:
-        out, _ = process.communicate(timeout=120)
+        # Not communicate(): it would read stderr too, racing the reader for the code.
+        process.wait(timeout=120)
+        assert process.stdout is not None
+        out = process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
