@@ -215,6 +215,7 @@ class FederationAuth(AuthBase):
         app_name: str = "fedbearer",
         allow_insecure_http: bool = False,
         preflight: bool = True,
+        session: Optional[requests.Session] = None,
         token_from_env: bool = True,
     ) -> None:
         bearer = Bearer(
@@ -232,6 +233,7 @@ class FederationAuth(AuthBase):
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
             preflight=preflight,
+            session=session,
         )
         self._setup(bearer, refresh_margin, hosts, cache, token_from_env)
 
@@ -606,16 +608,18 @@ class FederationAuth(AuthBase):
     # ------------------------------------------------------------------ renewal
 
     def logout(self) -> LogoutResult:
-        """Revoke this identity's tokens at the provider, then forget them here and in the cache.
+        """Forget this identity's tokens here and in the cache, then revoke them at the provider.
 
-        When the provider has a revocation endpoint (RFC 7009), the refresh token is revoked
-        first (§2.1: that SHOULD end the access tokens of its grant too), then the access
-        token; both the token this object holds and the cache's, when they differ. Then the
-        cache entry and the token in memory are removed, so the next request logs in again.
+        The cache entry and the token in memory are removed first, so the next request logs
+        in again. Then, when the provider has a revocation endpoint (RFC 7009), the refresh
+        token is revoked (§2.1: that SHOULD end the access tokens of its grant too), then the
+        access token; both the token this object held and the cache's, when they differ. All
+        of that ends by one deadline: 30 s (:data:`~fedbearer._http.TOKEN_REQUEST_TIMEOUT`),
+        or the ``timeout`` setting when that is shorter.
         A provider without a revocation endpoint (a Nebius federation, Entra ID) is not
         contacted: the result says so, and the tokens stay valid there until they expire.
 
-        The local copies are removed even when revocation fails; the failure
+        The local copies are gone even when revocation fails; the failure
         (:class:`~fedbearer.RevocationError`, :class:`~fedbearer.DiscoveryError`,
         :class:`~fedbearer.TokenEndpointError` when unreachable,
         :class:`~fedbearer.LoginTimeoutError`) is raised afterwards, since the tokens may
@@ -631,16 +635,15 @@ class FederationAuth(AuthBase):
         own = self._current[0] if self.token_variable is None else None
         with self._lock, self.cache.login_lock(key, settings.timeout):
             held = [token for token in (self.cache.get(key), own) if token is not None]
-            try:
-                result = revoke_all(settings, held)
-            finally:
-                self.cache.remove(key)
-                if self.token_variable is None:
-                    self._current = _EMPTY
-                self._distrusted = ""
-                self._failures = 0
-                self._last_error = None
-        return result
+            # Forgotten before the provider is asked: a revocation that hangs or fails must
+            # not leave the tokens in memory or in the cache meanwhile.
+            self.cache.remove(key)
+            if self.token_variable is None:
+                self._current = _EMPTY
+            self._distrusted = ""
+            self._failures = 0
+            self._last_error = None
+            return revoke_all(settings, held)
 
     def get_token(self) -> Token:
         """A valid token, logging in (or refreshing, or reading the cache) when needed."""
