@@ -118,6 +118,8 @@ def fetch_discovery(
             answer = call(
                 url, None, deadline=deadline, verify=verify, session=session, what="discovery URL"
             )
+        except LoginTimeoutError as exc:  # the deadline, not the document, is the problem
+            raise LoginTimeoutError(f"reading the discovery document of {issuer}: {exc}") from exc
         except FedbearerError as exc:
             raise DiscoveryError(
                 f"could not read the discovery document of {issuer}: {exc}"
