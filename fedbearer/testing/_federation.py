@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import socket
+import ssl
 import struct
 import threading
 from collections import deque
@@ -393,6 +394,7 @@ class LocalFederation:
         metadata: Optional[Mapping[str, Any]] = None,
         scopes_supported: Collection[str] = DEFAULT_SCOPES,
         client_secret: Optional[str] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         if token_lifetime is not None and token_lifetime < 0:
             raise ValueError("token_lifetime must be >= 0 or None")
@@ -421,6 +423,9 @@ class LocalFederation:
         #: A secret the token and revocation endpoints require of the client, as Google
         #: does of its "Desktop app" clients; ``None``: a public client, which sends none.
         self.client_secret = client_secret
+        #: Serve HTTPS with this server-side context (a test's private CA, e.g. ``trustme``;
+        #: a client certificate is required when the context says so); ``None``: plain HTTP.
+        self.ssl_context = ssl_context
         self.client_id = client_id
         self.federation_id = federation_id
         self.auto_approve = auto_approve
@@ -471,6 +476,11 @@ class LocalFederation:
                 raise RuntimeError("a LocalFederation can be started once")
             server = _Server(("127.0.0.1", 0), _Handler)
             server.federation = self
+            if self.ssl_context is not None:
+                # The handshake happens on the first read, in the request's own thread.
+                server.socket = self.ssl_context.wrap_socket(
+                    server.socket, server_side=True, do_handshake_on_connect=False
+                )
             self._server = server
         # A new server at this address: endpoints fedbearer remembered from an earlier one
         # on the same port (a test before this one) would be stale.
@@ -523,7 +533,8 @@ class LocalFederation:
         server = self._server
         if server is None:
             return None
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://127.0.0.1:{server.server_address[1]}"
 
     def _endpoint_or_none(self) -> Optional[str]:
         origin = self._origin_or_none()
@@ -531,7 +542,7 @@ class LocalFederation:
 
     @property
     def origin(self) -> str:
-        """``http://127.0.0.1:<port>``; valid once started."""
+        """``http://127.0.0.1:<port>`` (``https://`` with ``ssl_context``); valid once started."""
         origin = self._origin_or_none()
         if origin is None:
             raise RuntimeError("LocalFederation is not running; use start() or 'with'")
