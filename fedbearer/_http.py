@@ -339,6 +339,12 @@ def call(
                         f"the {what} {url} broke off its answer ({type(exc).__name__})",
                         status=status,
                     ) from exc
+                if watchdog.fired:
+                    # Shut down while headers arrived, http.client takes the end of the
+                    # stream for the end of the head: what came is not the whole answer.
+                    raise LoginTimeoutError(
+                        f"the {what} did not finish answering before the deadline"
+                    )
                 answer = Answer(status, response.headers, raw)
     finally:
         if ours:

@@ -40,12 +40,13 @@ HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\
 
 class DripServer:
     """Answers every request on 127.0.0.1 by sending its status line and headers one byte
-    a second, on as many connections as it gets."""
+    a second (after ``at_once``, sent at once), on as many connections as it gets."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, at_once: bytes = b"") -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.interval = interval
+        self.at_once = at_once
         self.requested = threading.Event()
         self.requests: list[bytes] = []
         self._stop = threading.Event()
@@ -91,7 +92,8 @@ class DripServer:
                 data += chunk
             self.requests.append(data.split(b"\r\n", 1)[0])
             self.requested.set()
-            for byte in HEAD:
+            conn.sendall(self.at_once)
+            for byte in HEAD[len(self.at_once) :]:
                 if self._stop.wait(self.interval):
                     return
                 conn.sendall(bytes([byte]))
@@ -138,6 +140,17 @@ def test_refresh_with_a_header_dripping_token_endpoint_ends_by_its_deadline(drip
     assert "the-refresh-token" not in f"{info.value} {info.value.__cause__!r}"
     assert drip.requests == [b"POST /oauth2/token HTTP/1.1"]
     assert no_deadline_threads()
+
+
+def test_a_head_cut_off_after_its_status_line_is_a_timeout_not_an_answer():
+    """Shut down by the watchdog after the status line, the head ends early for
+    http.client, which then returns a 200 with half its headers and no body: that must
+    be the timeout it is, not a malformed token answer."""
+    with DripServer(at_once=b"HTTP/1.1 200 OK\r\nContent-Type: app") as drip:
+        bearer = Bearer("default", "client", drip.url, "fed", timeout=None)
+        token = Token("old-access", AN_HOUR_AGO, refresh_token="the-refresh-token")
+        with pytest.raises(LoginTimeoutError, match="token endpoint"):
+            bearer.refresh(token, timeout=1.5)
 
 
 def test_automatic_refresh_is_bounded_by_the_timeout_setting(drip):
