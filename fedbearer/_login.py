@@ -288,11 +288,12 @@ def preflight(
     if federation is None:
         federation = endpoints(settings)
     hints = _SETTING_HINTS if settings.kind == "federation" else _PROVIDER_HINTS
+    state = new_state()
     url = build_authorize_url(
         federation,
         client_id=settings.client_id,
         redirect_uri=redirect_uri,
-        state=new_state(),
+        state=state,
         challenge=new_pkce()[1],
         federation_id=settings.federation_id,
         scopes=settings.scopes,
@@ -341,6 +342,7 @@ def preflight(
         response.headers.get("Location", ""),
         body,
         redirect_uri=redirect_uri,
+        secrets_=(state,),
     )
     if problem is not None:
         setting, reason = problem
