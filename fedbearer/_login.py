@@ -38,14 +38,16 @@ from ._protocol import (
     authorization_code_body,
     authorize_answer_problem,
     build_authorize_url,
+    expired_on_arrival,
     new_pkce,
     new_state,
     parse_token_response,
     redact_url,
     refresh_token_body,
+    without_expiry,
 )
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify
-from ._token import Token
+from ._token import Token, utc_from_timestamp
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -192,10 +194,32 @@ def post_token_request(
     verify: Verify,
     secrets_: tuple[str, ...],
 ) -> Token:
-    """POST a token request through a dedicated session (:func:`_call`) and parse the answer."""
+    """POST a token request through a dedicated session (:func:`_call`) and parse the answer.
+
+    A token already expired when it arrives (:func:`~fedbearer._protocol.expired_on_arrival`:
+    a JWT ``exp`` in the past, ``expires_in`` of a millisecond) is kept without expiry, with a
+    warning that names clock skew: it is used for the request at hand and renewed only once
+    the API refuses it. The other choice, refusing it, would fail every request of a machine
+    whose clock is wrong although the API accepts its tokens; used, it costs one refused
+    request when the token really is dead. Kept with its expiry, every request would open
+    the browser again.
+    """
     requested_at = _clock.now()
     status, raw = _call(token_url, body, deadline=deadline, verify=verify)
-    return parse_token_response(status, raw, requested_at=requested_at, secrets_=secrets_)
+    token = parse_token_response(status, raw, requested_at=requested_at, secrets_=secrets_)
+    received_at = _clock.now()
+    if expired_on_arrival(token, received_at):
+        assert token.expiration is not None
+        log.warning(
+            "the token endpoint %s issued a token that had expired when it arrived (it "
+            "expires %s; this machine's clock says %s): is this machine's clock, or the "
+            "provider's, wrong (clock skew)? Using it until the API refuses it",
+            token_url,
+            token.expiration.isoformat(timespec="milliseconds"),
+            utc_from_timestamp(received_at).isoformat(timespec="milliseconds"),
+        )
+        token = without_expiry(token)
+    return token
 
 
 def endpoints(settings: LoginSettings, *, deadline: Optional[float] = None) -> Federation:

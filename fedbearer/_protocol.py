@@ -876,6 +876,26 @@ def parse_token_response(
         raise invalid(f"but {exc}") from None
 
 
+def expired_on_arrival(token: Token, received_at: float) -> bool:
+    """Whether ``token`` was already due for renewal when it arrived at ``received_at``:
+    expired, or with more than half its lifetime (from ``issued_at``, when the request was
+    sent) gone on the way. The next request would renew it again, and a renewal may be an
+    interactive login: one login per request. Its expiry then says nothing usable about
+    when the token ends (a clock is wrong, here or at the provider, or the provider's
+    ``expires_in`` is), and the caller treats it as a token that states none
+    (:func:`without_expiry`)."""
+    expires_at = token.expires_at
+    if expires_at is None:
+        return False
+    start = expires_at if token.issued_at is None else token.issued_at.timestamp()
+    return (start + expires_at) / 2 <= received_at
+
+
+def without_expiry(token: Token) -> Token:
+    """``token`` stating no expiry: used until the API refuses it (a 401 renews it)."""
+    return Token(token.token, None, refresh_token=token.refresh_token, issued_at=token.issued_at)
+
+
 # parse_token_response's marker for "no expires_in": None already means "unusable".
 _ABSENT: Any = object()
 
