@@ -34,14 +34,16 @@ from ._protocol import (
     authorization_code_body,
     authorize_answer_problem,
     build_authorize_url,
+    expired_on_arrival,
     new_pkce,
     new_state,
     parse_token_response,
     redact_url,
     refresh_token_body,
+    without_expiry,
 )
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify
-from ._token import Token
+from ._token import Token, utc_from_timestamp
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -61,12 +63,34 @@ def post_token_request(
     secrets_: tuple[str, ...],
     session: Optional[requests.Session] = None,
 ) -> Token:
-    """POST a token request (:func:`fedbearer._http.call`) and parse the answer."""
+    """POST a token request (:func:`fedbearer._http.call`) and parse the answer.
+
+    A token already expired when it arrives (:func:`~fedbearer._protocol.expired_on_arrival`:
+    a JWT ``exp`` in the past, ``expires_in`` of a millisecond) is kept without expiry, with a
+    warning that names clock skew: it is used for the request at hand and renewed only once
+    the API refuses it. The other choice, refusing it, would fail every request of a machine
+    whose clock is wrong although the API accepts its tokens; used, it costs one refused
+    request when the token really is dead. Kept with its expiry, every request would open
+    the browser again.
+    """
     requested_at = _clock.now()
     answer = call(token_url, body, deadline=deadline, verify=verify, session=session)
-    return parse_token_response(
+    token = parse_token_response(
         answer.status, answer.body, requested_at=requested_at, secrets_=secrets_
     )
+    received_at = _clock.now()
+    if expired_on_arrival(token, received_at):
+        assert token.expiration is not None
+        log.warning(
+            "the token endpoint %s issued a token that had expired when it arrived (it "
+            "expires %s; this machine's clock says %s): is this machine's clock, or the "
+            "provider's, wrong (clock skew)? Using it until the API refuses it",
+            token_url,
+            token.expiration.isoformat(timespec="milliseconds"),
+            utc_from_timestamp(received_at).isoformat(timespec="milliseconds"),
+        )
+        token = without_expiry(token)
+    return token
 
 
 def call_budget(settings: LoginSettings, timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT) -> float:
@@ -180,11 +204,12 @@ def preflight(
     if federation is None:
         federation = endpoints(settings)
     hints = _SETTING_HINTS if settings.kind == "federation" else _PROVIDER_HINTS
+    state = new_state()
     url = build_authorize_url(
         federation,
         client_id=settings.client_id,
         redirect_uri=redirect_uri,
-        state=new_state(),
+        state=state,
         challenge=new_pkce()[1],
         federation_id=settings.federation_id,
         scopes=settings.scopes,
@@ -217,6 +242,7 @@ def preflight(
         answer.headers.get("Location", ""),
         answer.body,
         redirect_uri=redirect_uri,
+        secrets_=(state,),
     )
     if problem is not None:
         setting, reason = problem

@@ -430,6 +430,10 @@ class LocalFederation:
         self.federation_id = federation_id
         self.auto_approve = auto_approve
         self.token_lifetime = token_lifetime
+        #: The ``expires_in`` the token endpoint announces instead of ``token_lifetime``
+        #: (which still decides how long a token is accepted), to play a provider whose
+        #: announcement, or clock, is wrong: ``0.001`` makes tokens expire on arrival.
+        self.expires_in: Optional[float] = None
         self.issue_refresh_tokens = issue_refresh_tokens
         self.code_lifetime = code_lifetime
         self.send_iss = send_iss
@@ -833,7 +837,9 @@ class LocalFederation:
 
     def _token_response(self, grant: _Grant) -> dict[str, Any]:
         body: dict[str, Any] = {"access_token": self._mint_access(grant), "token_type": "Bearer"}
-        if self.token_lifetime is not None:
+        if self.expires_in is not None:
+            body["expires_in"] = self.expires_in
+        elif self.token_lifetime is not None:
             body["expires_in"] = self.token_lifetime
         if self.issue_refresh_tokens:
             refresh = secrets.token_urlsafe(32)
