@@ -8,8 +8,9 @@ approved or denied it, the code expires, or the login's deadline passes.
 The protocol pieces are pure functions (:func:`device_authorization_body`,
 :func:`parse_device_authorization`, :func:`device_token_body`, :func:`poll_outcome`,
 :func:`choose_login`); :func:`device_login` is the thin I/O around them, and calls the
-provider only through :func:`fedbearer._login._call` and
-:func:`fedbearer._login.post_token_request`, the one HTTP path every provider call takes.
+provider only through :func:`fedbearer._http.call` (the token polls through
+:func:`fedbearer._login.post_token_request`), the one path every provider call takes, with
+its wall-clock deadline and the caller's ``session``.
 
 The ``device_code`` is a secret (whoever holds it gets the tokens once the person approves):
 it is never logged, shown or put into a message. The ``user_code`` is shown to the person
@@ -40,6 +41,7 @@ from ._exceptions import (
     LoginTimeoutError,
     TokenEndpointError,
 )
+from ._http import call
 from ._interrupts import interruptible
 from ._protocol import Federation, _error_fields, _json_object, check_url
 
@@ -397,8 +399,6 @@ def _pause(seconds: float) -> None:
 def _request_codes(
     settings: LoginSettings, url: str, deadline: Optional[float]
 ) -> DeviceAuthorization:
-    from ._login import _call
-
     secret = settings.client_secret or ""
     body = device_authorization_body(
         client_id=settings.client_id,
@@ -406,11 +406,19 @@ def _request_codes(
         params=settings.params,
         client_secret=settings.client_secret,
     )
-    status, raw = _call(
-        url, body, deadline=deadline, verify=settings.verify, what="device authorization endpoint"
+    answer = call(
+        url,
+        body,
+        deadline=deadline,
+        verify=settings.verify,
+        session=settings.session,
+        what="device authorization endpoint",
     )
     return parse_device_authorization(
-        status, raw, allow_insecure_http=settings.allow_insecure_http, secrets_=(secret,)
+        answer.status,
+        answer.body,
+        allow_insecure_http=settings.allow_insecure_http,
+        secrets_=(secret,),
     )
 
 
@@ -432,6 +440,7 @@ def _poll(
             deadline=deadline,
             verify=settings.verify,
             secrets_=(grant.device_code, grant.user_code, settings.client_secret or ""),
+            session=settings.session,
         )
     except TokenEndpointError as exc:
         return poll_outcome(exc)
