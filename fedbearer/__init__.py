@@ -29,6 +29,7 @@ from ._exceptions import (
     LoginError,
     LoginTimeoutError,
     RevocationError,
+    ScopeWarning,
     TokenDataError,
     TokenEndpointError,
 )
@@ -37,7 +38,7 @@ from ._login import authorize
 from ._nebius_config import NebiusProfile, load_nebius_profile
 from ._revocation import LogoutResult
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings
-from ._token import DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_LIFETIME, Token
+from ._token import DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_LIFETIME, Account, Token
 from ._version import __version__
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_LOGIN_TIMEOUT",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_TOKEN_LIFETIME",
+    "Account",
     "AuthorizationError",
     "Bearer",
     "ConfigurationError",
@@ -66,6 +68,7 @@ __all__ = [
     "NoTokenCache",
     "Receiver",
     "RevocationError",
+    "ScopeWarning",
     "Token",
     "TokenCache",
     "TokenCacheWarning",

@@ -34,7 +34,7 @@ from ._nebius_config import load_nebius_profile
 from ._profiles import load_profiles
 from ._protocol import is_loopback_host
 from ._revocation import LogoutResult, revoke_all
-from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify, test_guard
+from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify, require_issuer, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
@@ -348,6 +348,7 @@ class FederationAuth(AuthBase):
         ``timeout``, ...). By default tokens are cached in fedbearer's own file
         (``~/.cache/fedbearer/tokens.yaml`` on Linux), not the Nebius CLI's.
         """
+        require_issuer(issuer)
         return cls._for_provider(client_id, options, scopes=scopes, params=params, issuer=issuer)
 
     @classmethod

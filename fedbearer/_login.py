@@ -7,10 +7,12 @@ One deadline covers the wait for the browser and the code exchange.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
@@ -28,7 +30,9 @@ from ._exceptions import (
     InvalidTokenResponseError,
     LoginError,
     LoginTimeoutError,
+    ScopeWarning,
     TokenEndpointError,
+    setting,
 )
 from ._interrupts import defers_interrupts, interruptible
 from ._protocol import (
@@ -191,11 +195,21 @@ def post_token_request(
     deadline: Optional[float],
     verify: Verify,
     secrets_: tuple[str, ...],
+    client_id: Optional[str] = None,
+    issuer: Optional[str] = None,
 ) -> Token:
-    """POST a token request through a dedicated session (:func:`_call`) and parse the answer."""
+    """POST a token request through a dedicated session (:func:`_call`) and parse the answer
+    (an ID token in it names the account when meant for ``client_id`` from ``issuer``)."""
     requested_at = _clock.now()
     status, raw = _call(token_url, body, deadline=deadline, verify=verify)
-    return parse_token_response(status, raw, requested_at=requested_at, secrets_=secrets_)
+    return parse_token_response(
+        status,
+        raw,
+        requested_at=requested_at,
+        secrets_=secrets_,
+        client_id=client_id,
+        issuer=issuer,
+    )
 
 
 def endpoints(settings: LoginSettings, *, deadline: Optional[float] = None) -> Federation:
@@ -232,9 +246,18 @@ def fetch_discovery(
     for url in discovery_urls(issuer):
         try:
             status, raw = _call(url, None, deadline=deadline, verify=verify, what="discovery URL")
+        except LoginTimeoutError:
+            raise
         except FedbearerError as exc:
-            raise DiscoveryError(
-                f"could not read the discovery document of {issuer}: {exc}"
+            cause = exc.__cause__
+            if isinstance(cause, requests.RequestException):
+                raise DiscoveryError.naming(
+                    f"could not read the discovery document of {issuer}: "
+                    f"{unreachable(cause, url, 'issuer')}"
+                ) from exc
+            raise DiscoveryError.naming(
+                f"could not read the discovery document of {issuer}: {exc}; check "
+                f"{setting('issuer')}"
             ) from exc
         if status != 404:
             break
@@ -244,30 +267,92 @@ def fetch_discovery(
     )
 
 
+def unreachable(exc: requests.RequestException, url: str, name: str) -> str:
+    """Why ``url`` could not be reached (the host does not resolve, nothing answers, the TLS
+    handshake failed), and what to check: the setting ``name`` and what else could cause it.
+    Only the host and port are quoted, never the request."""
+    parts = urlsplit(url)
+    where = parts.netloc
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        other = "http" if parts.scheme == "https" else "https"
+        return (
+            f"the TLS handshake with {where} failed; check {setting(name)} ({other}:// instead "
+            f"of {parts.scheme}://?), or the CA bundle ({setting('verify')}, "
+            "REQUESTS_CA_BUNDLE) for a private certificate authority"
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return (
+            f"could not connect to {where} in time; check {setting(name)}, and the network "
+            "or proxy settings (HTTPS_PROXY, NO_PROXY)"
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if any(s in text for s in ("NameResolution", "getaddrinfo", "Name or service", "resolve")):
+            what = f"the host name {parts.hostname} does not resolve"
+        elif "refused" in text.lower():
+            what = f"nothing accepts connections at {where} (connection refused)"
+        else:
+            what = f"the connection to {where} failed"
+        return (
+            f"{what}; check {setting(name)}, and the network or proxy settings "
+            "(HTTPS_PROXY, NO_PROXY)"
+        )
+    return f"{where} did not answer properly ({type(exc).__name__}); check {setting(name)}"
+
+
+def check_scopes(scopes: tuple[str, ...], federation: Federation) -> None:
+    """Refuse, before the browser opens, a scope the provider's discovery document does not
+    list in ``scopes_supported`` (when it lists any): the provider would refuse it only at
+    the end of the login, or silently leave it out. A scope with a comma in it gets a
+    "did you mean" (scopes are separated by spaces, RFC 6749 §3.3)."""
+    supported = federation.scopes_supported
+    if supported is None:
+        return
+    unknown = [scope for scope in scopes if scope not in supported]
+    if not unknown:
+        return
+    listed = " ".join(sorted(supported))[:1000]
+    message = (
+        f"{federation.endpoint} does not support the scope{'s' if len(unknown) > 1 else ''} "
+        f"{' '.join(unknown)}; check {setting('scopes')} (it supports: {listed})"
+    )
+    commas = [scope for scope in unknown if "," in scope]
+    if commas:
+        spaced = " ".join(" ".join(part for part in s.split(",") if part) for s in scopes)
+        message += f"; did you mean {spaced!r}? Scopes are separated by spaces, not commas"
+    raise ConfigurationError.naming(message)
+
+
 #: Seconds each step of the pre-flight check may take (connect, then the answer's head).
 PREFLIGHT_TIMEOUT = 5.0
 
-# What to check for each setting the pre-flight check can blame, in library and CLI terms.
+# What to check for each setting the pre-flight check can blame. Settings are named with
+# placeholders (fedbearer._exceptions.setting): Python callers read ``client_id=``, the
+# command line its flag (``--client-id``).
 _SETTING_HINTS = {
     "client_id": (
-        "check client_id (--client-id), and that the federation has registered it as a "
+        f"check {setting('client_id')}, and that the federation has registered it as a "
         "public client with a loopback redirect (http://127.0.0.1, any port)"
     ),
-    "federation_endpoint": "check federation_endpoint (--federation-endpoint), including its path",
-    "federation_id": "check federation_id (--federation-id)",
-    "scope": "check the scopes requested",
+    "federation_endpoint": f"check {setting('federation_endpoint')}, including its path",
+    "federation_id": f"check {setting('federation_id')}",
+    "scope": f"check {setting('scopes')}",
 }
 # The same for another OpenID provider, where the endpoint and the federation id are not
 # settings: the issuer or the endpoints are, and extra parameters take the id's place.
 _PROVIDER_HINTS = {
     **_SETTING_HINTS,
     "client_id": (
-        "check client_id (--client-id), and that the provider has registered it as a "
+        f"check {setting('client_id')}, and that the provider has registered it as a "
         "public (native) client with the loopback redirect URI http://127.0.0.1"
     ),
-    "federation_endpoint": ("check the issuer or authorization_endpoint, including its path"),
-    "federation_id": "check the extra authorization parameters (params=)",
-    "scope": "check the scopes requested (scopes=, --scope)",
+    "federation_endpoint": f"check {setting('issuer')}, including its path",
+    "federation_id": f"check the extra authorization parameters ({setting('params')})",
+    "scope": f"check {setting('scopes')}",
+}
+_ENDPOINTS_HINTS = {
+    **_PROVIDER_HINTS,
+    "federation_endpoint": f"check {setting('authorization_endpoint')}, including its path",
 }
 
 
@@ -287,7 +372,9 @@ def preflight(
     """
     if federation is None:
         federation = endpoints(settings)
-    hints = _SETTING_HINTS if settings.kind == "federation" else _PROVIDER_HINTS
+    hints = {"federation": _SETTING_HINTS, "discovery": _PROVIDER_HINTS}.get(
+        settings.kind, _ENDPOINTS_HINTS
+    )
     url = build_authorize_url(
         federation,
         client_id=settings.client_id,
@@ -299,7 +386,9 @@ def preflight(
         params=settings.params,
     )
     where = urlsplit(federation.authorize_url).netloc
-    endpoint_hint = hints["federation_endpoint"]
+    endpoint_name = {"federation": "federation_endpoint", "discovery": "issuer"}.get(
+        settings.kind, "authorization_endpoint"
+    )
     try:
         with requests.Session() as session:
             session.auth = _NoAuth()
@@ -314,24 +403,10 @@ def preflight(
             )
             with response:
                 body = b"" if response.status_code < 400 else _read_bounded(response, None)
-    except requests.exceptions.SSLError:
-        raise ConfigurationError(
-            f"the TLS handshake with {where} failed; {endpoint_hint} (http:// or https://), "
-            "or the CA bundle (verify=, REQUESTS_CA_BUNDLE) for a private certificate "
-            "authority"
-        ) from None
-    except requests.exceptions.ConnectTimeout:
-        raise ConfigurationError(
-            f"could not connect to {where} within {PREFLIGHT_TIMEOUT:g} s; {endpoint_hint}, "
-            "and the network or proxy settings (HTTPS_PROXY, NO_PROXY)"
-        ) from None
-    except requests.exceptions.ConnectionError as exc:
-        text = str(exc)
-        resolve = "NameResolution" in text or "getaddrinfo" in text or "Name or service" in text
-        what = "the host name does not resolve" if resolve else "the connection failed"
-        raise ConfigurationError(
-            f"cannot reach the federation at {where} ({what}); {endpoint_hint}, and the "
-            "network or proxy settings (HTTPS_PROXY, NO_PROXY)"
+    except requests.exceptions.ConnectionError as exc:  # SSLError and ConnectTimeout too
+        raise ConfigurationError.naming(
+            f"cannot reach {federation.authorize_url}: "
+            f"{unreachable(exc, federation.authorize_url, endpoint_name)}"
         ) from None
     except (requests.RequestException, FedbearerError) as exc:
         log.info("pre-flight check of %s inconclusive (%s); going on", where, type(exc).__name__)
@@ -343,9 +418,10 @@ def preflight(
         redirect_uri=redirect_uri,
     )
     if problem is not None:
-        setting, reason = problem
-        raise ConfigurationError(
-            f"the federation refused the login request ({reason}); {hints[setting]}"
+        blamed, reason = problem
+        raise ConfigurationError.naming(
+            f"the {'federation' if settings.kind == 'federation' else 'provider'} refused the "
+            f"login request ({reason}); {hints[blamed]}"
         )
     log.debug("pre-flight check of %s: HTTP %d", where, response.status_code)
 
@@ -377,6 +453,8 @@ def exchange_code(
         deadline=deadline,
         verify=verify,
         secrets_=(code, verifier, client_secret or ""),
+        client_id=client_id,
+        issuer=federation.issuer,
     )
 
 
@@ -395,7 +473,8 @@ def refresh(
     if not token.refresh_token:
         raise ConfigurationError("this token has no refresh token; log in instead")
     deadline = None if timeout is None else time.monotonic() + timeout
-    token_url = endpoints(settings, deadline=deadline).token_url
+    federation = endpoints(settings, deadline=deadline)
+    token_url = federation.token_url
     body = refresh_token_body(
         refresh_token=token.refresh_token,
         client_id=settings.client_id,
@@ -408,12 +487,39 @@ def refresh(
         deadline=deadline,
         verify=settings.verify,
         secrets_=(token.refresh_token, token.token, settings.client_secret or ""),
+        client_id=settings.client_id,
+        issuer=federation.issuer,
     )
-    if new.refresh_token is None:
-        new = Token(
-            new.token, new.expiration, refresh_token=token.refresh_token, issued_at=new.issued_at
+    # RFC 6749 §5.1: a scope left out is the one granted before; a refresh need not send a
+    # new ID token (OpenID Connect Core §12.2), and the account does not change.
+    return Token(
+        new.token,
+        new.expiration,
+        refresh_token=new.refresh_token or token.refresh_token,
+        issued_at=new.issued_at,
+        scope=new.scope if new.scope is not None else token.scope,
+        account=new.account if new.account is not None else token.account,
+    )
+
+
+def _granted(settings: LoginSettings, token: Token) -> Token:
+    """The login's token with the scopes it was granted: those the token response states,
+    else (RFC 6749 §5.1: left out when identical) those requested of another provider.
+    Warns once, naming them, when some requested scopes were not granted."""
+    if settings.kind == "federation":
+        return token
+    if token.scope is None:
+        return dataclasses.replace(token, scope=settings.scopes)
+    missing = [scope for scope in settings.scopes if scope not in token.scope]
+    if missing:
+        warnings.warn(
+            f"{settings.provider} did not grant the scope{'s' if len(missing) > 1 else ''} "
+            f"{' '.join(missing)} (granted: {' '.join(token.scope) or 'none'}); the token "
+            "cannot be used for what they allow",
+            ScopeWarning,
+            stacklevel=2,
         )
-    return new
+    return token
 
 
 def _issuer_problem(federation: Federation, *, missing: bool) -> str:
@@ -427,8 +533,8 @@ def _issuer_problem(federation: Federation, *, missing: bool) -> str:
     if not federation.issuers:
         return (
             "the authorization response names an issuer (iss, RFC 9207) but none was "
-            "configured to check it against: pass issuer= with the provider's issuer "
-            "identifier"
+            f"configured to check it against: pass {setting('issuer')} with the provider's "
+            "issuer identifier"
         )
     return (
         "the authorization response names another issuer (RFC 9207); it was "
@@ -591,6 +697,7 @@ def login(settings: LoginSettings) -> Token:
     timeout = settings.timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     federation = endpoints(settings, deadline=deadline)
+    check_scopes(settings.scopes, federation)
     environment = detect_environment()
     out = settings.writer if settings.writer is not None else sys.stderr
     state = new_state()
@@ -681,7 +788,7 @@ def login(settings: LoginSettings) -> Token:
                     "Start the login again; if this repeats, report it to your administrator.",
                 )
             )
-            raise LoginError(_issuer_problem(federation, missing=missing_iss))
+            raise LoginError.naming(_issuer_problem(federation, missing=missing_iss))
         if callback.kind is CallbackKind.ERROR:
             assert callback.error is not None
             detail = callback.error + (
@@ -698,7 +805,12 @@ def login(settings: LoginSettings) -> Token:
                     detail=detail,
                 )
             )
-            raise AuthorizationError(callback.error, callback.error_description, callback.error_uri)
+            raise AuthorizationError.for_code(
+                callback.error,
+                callback.error_description,
+                callback.error_uri,
+                provider=settings.kind != "federation",
+            )
         assert callback.code is not None
         try:
             token = exchange_code(
@@ -721,6 +833,7 @@ def login(settings: LoginSettings) -> Token:
             )
             raise
         server.finish(server.success())
+        token = _granted(settings, token)
         _show(out, "Logged in.\n")
         log.info("login: token obtained, expires %s", token.expiration)
         return token

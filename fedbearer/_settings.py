@@ -92,6 +92,20 @@ def port_number(text: str) -> Optional[int]:
     return value if value <= 65535 else None
 
 
+def require_issuer(issuer: object) -> None:
+    """An issuer was passed where one is required (``from_issuer``): without this check a
+    missing one would be taken for a Nebius federation, and the error would name
+    ``federation_endpoint``."""
+    if issuer is None or (isinstance(issuer, str) and not issuer.strip()):
+        what = "None" if issuer is None else "empty"
+        raise ConfigurationError(
+            f"issuer is {what}; pass the provider's issuer identifier, such as "
+            "'https://accounts.example.com'"
+        )
+    if not isinstance(issuer, str):
+        raise ConfigurationError(f"issuer must be a string, not {type(issuer).__name__}")
+
+
 def check_port(port: object, what: str = "port") -> Optional[int]:
     """An ``int`` 0-65535 (``0``: any free port), or ``None``."""
     if port is None:
