@@ -23,9 +23,10 @@ refresh token, authorization code, state or PKCE verifier: the constructors only
 federation's error *code*, its human description and numbers.
 
 A message that asks to check a setting names it in the caller's terms. ``str(error)`` is
-written for Python callers (``scopes=``, ``client_id=``); :attr:`FedbearerError.settings`
-lists the settings it names, and :meth:`FedbearerError.spelt` writes the same message with
-another spelling of them, as the ``fedbearer`` command does with its flags (``--scope``).
+written for Python callers (``scopes=``, ``client_id=``);
+:attr:`~fedbearer.FedbearerError.settings` lists the settings it names, and
+:meth:`~fedbearer.FedbearerError.spelt` writes the same message with another spelling of
+them, as the ``fedbearer`` command does with its flags (``--scope``).
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ class AuthorizationError(_FederationErrorMixin, LoginError):
     ``unauthorized_client`` the client id; ``invalid_request`` the federation id (or, for
     another provider, the extra parameters); ``login_required`` and the like an interactive
     prompt that was turned off; ``server_error`` and ``temporarily_unavailable`` the moment.
-    Use :meth:`for_code` to build one with the hint for the provider's kind.
+    Use :meth:`~fedbearer.AuthorizationError.for_code` to build one with the hint for the
+    provider's kind.
     """
 
     def __init__(

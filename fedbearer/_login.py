@@ -625,7 +625,7 @@ def authorize(
     allow_insecure_http: bool = False,
     preflight: bool = True,
 ) -> Token:
-    """Run one interactive login and return its token: :func:`login` for these settings.
+    """Run one interactive login and return its token: ``login()`` for these settings.
 
     The arguments are those of :class:`~fedbearer.Bearer`; ``profile_name`` only labels the
     login (no cache is read or written). Interactivity is not checked: calling this is

@@ -180,19 +180,19 @@ class LoginSettings:
     asks for, as Google does; never shown in ``repr``). These are derived:
 
     ``kind``
-        Where the endpoints come from (:data:`ProviderKind`): ``federation`` (a Nebius
+        Where the endpoints come from (``ProviderKind``): ``federation`` (a Nebius
         federation endpoint, the reference's wire protocol), ``endpoints`` (another OpenID
         provider's ``authorization_endpoint`` and ``token_endpoint``, given) or
         ``discovery`` (another provider's ``issuer``, whose discovery document is read at
         the first login that needs it).
     ``federation``
         The normalised endpoint and the URLs derived from it; ``None`` until discovery
-        (see :func:`fedbearer._login.endpoints`).
+        (see ``fedbearer._login.endpoints``).
     ``cache_key``
         The token cache key: :func:`~fedbearer.cache_key` for a Nebius federation,
-        :func:`~fedbearer._cache.provider_cache_key` for another provider.
+        ``fedbearer._cache.provider_cache_key`` for another provider.
     ``interactive``
-        Resolved: ``None`` becomes what :func:`interactive_from_env` says
+        Resolved: ``None`` becomes what ``interactive_from_env`` says
         (``$FEDBEARER_INTERACTIVE``, the pytest plugin, ``CI=true``, else on);
         ``interactive_source`` says which, for the error message when it is off.
     ``port``

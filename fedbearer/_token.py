@@ -66,7 +66,7 @@ def _token_problem(value: object, pattern: re.Pattern[str], grammar: str) -> Opt
 def access_token_problem(value: object) -> Optional[str]:
     """Why ``value`` is not an access token that can go into ``Authorization: Bearer``.
 
-    It must be an RFC 6750 §2.1 ``b64token`` of at most :data:`MAX_TOKEN_LENGTH` characters:
+    It must be an RFC 6750 §2.1 ``b64token`` of at most ``MAX_TOKEN_LENGTH`` (16384) characters:
     anything else could not be sent, and CR/LF in it would inject headers.
     """
     return _token_problem(value, _B64TOKEN, "the RFC 6750 b64token set")
@@ -103,7 +103,7 @@ MAX_CLAIM_LENGTH = 256
 
 
 def _claim(value: object) -> Optional[str]:
-    """A claim fit to print: a string of 1 to :data:`MAX_CLAIM_LENGTH` printable characters
+    """A claim fit to print: a string of 1 to ``MAX_CLAIM_LENGTH`` (256) printable characters
     (no control, format or separator characters but the space: no escape sequences, line
     breaks or bidi overrides reach a terminal); else ``None``."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_CLAIM_LENGTH:
@@ -119,7 +119,7 @@ class Account:
     ``name`` are kept when present (OpenID Connect Core §5.1). Display only: the ID token
     came straight from the token endpoint over TLS, which OpenID Connect Core §3.1.3.7
     accepts in place of checking its signature for this use. Every value is a printable
-    string of at most :data:`MAX_CLAIM_LENGTH` characters.
+    string of at most ``MAX_CLAIM_LENGTH`` (256) characters.
     """
 
     sub: str
@@ -174,7 +174,7 @@ class Token:
     that states no expiry. ``repr`` and ``str`` never show the token itself.
 
     ``token`` must be an RFC 6750 ``b64token`` and ``refresh_token`` visible ASCII, each at
-    most :data:`MAX_TOKEN_LENGTH` characters; anything else raises
+    most ``MAX_TOKEN_LENGTH`` (16384) characters; anything else raises
     :class:`~fedbearer.TokenDataError` (whose message never quotes the value).
 
     ``refresh_token`` (RFC 6749 §6) and ``issued_at`` are optional: the first lets

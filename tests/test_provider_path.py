@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import socket
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -361,3 +363,60 @@ def test_programmatic_browser_logins_still_work_with_an_id_token(make_provider):
     fed = make_provider(layout="okta")
     auth = from_issuer(fed, scopes="openid profile", opener=ProgrammaticBrowser())
     assert auth.get_token().account == Account("alice", preferred_username="alice", name="Alice")
+
+
+# ------------------------------------------------------------- 4. every message documented
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The fixed part of each message of the provider path, as the code writes it.
+PROVIDER_MESSAGES = [
+    "could not read the discovery document of",
+    "does not resolve",
+    "(connection refused)",
+    "the TLS handshake with",
+    "has no discovery document (HTTP 404 at",
+    "is not JSON",
+    "is not a JSON object",
+    "has no issuer",
+    "exactly as the provider writes it",
+    "(the trailing '/' counts)",
+    "only the spelling of the host differs",
+    "the document belongs to another server, so it is not used",
+    "does not list S256 in code_challenge_methods_supported",
+    "does not list the authorization code flow (code) in response_types_supported",
+    "does not support the scope",
+    "Scopes are separated by spaces, not commas",
+    "did not grant the scope",
+    "is not an RFC 6749 scope token",
+    "scopes is empty",
+    "the user or a policy of",
+    "remove prompt=none from",
+    "the authorization response has no issuer (iss)",
+    "names another issuer (RFC 9207)",
+    "but none was configured to check it against",
+    "revocation endpoint refused to revoke the",
+    "issuer is None",
+    "scopes, params and client_secret are for other OpenID providers",
+    "federation_endpoint and federation_id name a Nebius federation",
+    "pass both authorization_endpoint and token_endpoint",
+    "revocation_endpoint goes with authorization_endpoint and token_endpoint",
+    "fedbearer sets it",
+    "--issuer names another OpenID provider",
+    "not logged in yet, and no provider is configured",
+]
+
+
+def _source_text() -> str:
+    return "\n".join(
+        path.read_text(encoding="utf-8") for path in (ROOT / "fedbearer").rglob("*.py")
+    )
+
+
+@pytest.mark.parametrize("fragment", PROVIDER_MESSAGES)
+def test_every_message_of_the_provider_path_is_in_troubleshooting(fragment):
+    # Adjacent string literals are joined as Python joins them: "a " f"b" is "a b".
+    source = re.sub(r'"\s*f?"', "", _source_text())
+    doc = " ".join((ROOT / "docs" / "troubleshooting.rst").read_text(encoding="utf-8").split())
+    assert fragment in source, f"not a message fedbearer writes: {fragment}"
+    assert fragment in doc
