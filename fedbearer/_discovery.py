@@ -71,9 +71,7 @@ def parse_discovery(
         raise DiscoveryError.naming(
             f"{issuer} has no discovery document (HTTP 404 at "
             f"{' and '.join(discovery_urls(issuer))}); {check} (the provider's issuer "
-            "identifier, as its documentation gives it); a provider without a document "
-            f"needs its endpoints given ({setting('authorization_endpoint')}, "
-            f"{setting('token_endpoint')})"
+            f"identifier, as its documentation gives it){setting('without_document')}"
         )
     if status != 200:
         hint = "the provider is having trouble, try again later" if status >= 500 else check

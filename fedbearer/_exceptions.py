@@ -46,9 +46,21 @@ def setting(name: str) -> str:
     return f"\x00{name}\x00"
 
 
+#: Placeholders that are not one parameter: what a Python caller reads for them. The
+#: command line spells them its own way (``fedbearer._cli.options.FLAGS``), possibly not at
+#: all (a clause about a method it does not have).
+_PYTHON_PHRASES = {
+    "ca_bundle": "verify= or REQUESTS_CA_BUNDLE",
+    "without_document": (
+        "; a provider without one needs its endpoints given: FederationAuth.from_endpoints("
+        "authorization_endpoint=, token_endpoint=)"
+    ),
+}
+
+
 def python_spelling(name: str) -> str:
     """How a Python caller writes a setting: ``scopes=``."""
-    return f"{name}="
+    return _PYTHON_PHRASES.get(name, f"{name}=")
 
 
 class FedbearerError(Exception):
@@ -71,7 +83,8 @@ class FedbearerError(Exception):
 
     def _name_settings(self, template: str) -> None:
         self._template = template
-        self.settings = tuple(dict.fromkeys(_SETTING.findall(template)))
+        names = (name for name in _SETTING.findall(template) if name not in _PYTHON_PHRASES)
+        self.settings = tuple(dict.fromkeys(names))
 
     def spelt(self, spelling: Callable[[str], str]) -> str:
         """The message with each setting it names written as ``spelling(name)`` (the

@@ -278,8 +278,8 @@ def unreachable(exc: requests.RequestException, url: str, name: str) -> str:
         other = "http" if parts.scheme == "https" else "https"
         return (
             f"the TLS handshake with {where} failed; check {setting(name)} ({other}:// instead "
-            f"of {parts.scheme}://?), or the CA bundle ({setting('verify')}, "
-            "REQUESTS_CA_BUNDLE) for a private certificate authority"
+            f"of {parts.scheme}://?), or the CA bundle ({setting('ca_bundle')}) for a private "
+            "certificate authority"
         )
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return (
@@ -515,7 +515,7 @@ def _granted(settings: LoginSettings, token: Token) -> Token:
         warnings.warn(
             f"{settings.provider} did not grant the scope{'s' if len(missing) > 1 else ''} "
             f"{' '.join(missing)} (granted: {' '.join(token.scope) or 'none'}); the token "
-            "cannot be used for what they allow",
+            "carries only what was granted",
             ScopeWarning,
             stacklevel=2,
         )

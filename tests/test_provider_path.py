@@ -245,6 +245,8 @@ def test_https_to_a_plain_http_provider_is_named_as_a_tls_failure(make_provider,
     assert "check issuer= (http:// instead of https://?)" in str(caught.value)
     code, _, err = run(capsys, "token", "--issuer", issuer, "--client-id", fed.client_id)
     assert code == EXIT_USAGE and "check --issuer (http:// instead of https://?)" in err
+    assert "the CA bundle (REQUESTS_CA_BUNDLE) for" in err
+    assert "verify= or REQUESTS_CA_BUNDLE" in str(caught.value)
 
 
 def test_a_missing_document_names_the_flag_and_no_python_method(make_provider, capsys):
@@ -255,7 +257,10 @@ def test_a_missing_document_names_the_flag_and_no_python_method(make_provider, c
     assert "from_endpoints" not in err and "=" not in one_line(err).split("check", 1)[1]
     with pytest.raises(DiscoveryError, match="check issuer=") as caught:
         person(fed, "openid").get_token()
-    assert "authorization_endpoint=" in str(caught.value)
+    assert "FederationAuth.from_endpoints(authorization_endpoint=, token_endpoint=)" in str(
+        caught.value
+    )
+    assert caught.value.settings == ("issuer",)
 
 
 def test_localhost_for_127_0_0_1_is_named_as_a_spelling_of_the_same_host(make_provider, capsys):
