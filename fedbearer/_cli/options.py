@@ -288,7 +288,7 @@ EXEC_CREDENTIAL = "exec-credential"
 
 def _format_option(*, exec_credential: bool = False) -> _Parser:
     parser = _Parser(add_help=False)
-    more = "; exec-credential: for a kubeconfig exec plugin" if exec_credential else ""
+    more = "; exec-credential: for kubectl" if exec_credential else ""
     parser.add_argument(
         "--format",
         choices=("text", "json", EXEC_CREDENTIAL) if exec_credential else ("text", "json"),
@@ -351,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Print a valid access token, and nothing else, on stdout, for example "
         '`curl -H "Authorization: Bearer $(fedbearer token)" ...`. Logs in (messages on '
         "stderr) when the cache has no valid or refreshable token. With --format json, "
-        "one JSON object with the token and its expiry instead; with --format "
-        "exec-credential, an ExecCredential for kubectl (docs/cli.rst).",
+        "one JSON object with the token and its expiry instead (exec-credential: for "
+        "kubectl, docs/cli.rst).",
         identity,
         login,
         _format_option(exec_credential=True),
