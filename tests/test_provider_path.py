@@ -379,7 +379,7 @@ PROVIDER_MESSAGES = [
     "could not read the discovery document of",
     "does not resolve",
     "(connection refused)",
-    "the TLS handshake with",
+    "the TLS connection to the",
     "has no discovery document (HTTP 404 at",
     "is not JSON",
     "is not a JSON object",
