@@ -744,7 +744,6 @@ FLAGS = {
     "allow_insecure_http": "--allow-insecure-http",
     "preflight": "--no-preflight",
     "verify": "REQUESTS_CA_BUNDLE",
-    "ca_bundle": "REQUESTS_CA_BUNDLE",
     "without_document": "",  # the command line has no way to give the endpoints
     "cache": "--cache-file",
 }
