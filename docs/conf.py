@@ -39,8 +39,8 @@ extensions = [
 # Those are ignored; every other reference must resolve.
 nitpick_ignore_regex = [
     (
-        r"py:(class|mod|obj|data)",
-        r"(datetime|collections\.abc|contextlib|os|typing|typing_extensions|urllib|webbrowser)(\..*)?",
+        r"py:(class|mod|obj|data|func|meth)",
+        r"(datetime|collections\.abc|contextlib|os|select|ssl|threading|typing|typing_extensions|urllib|webbrowser|requests)(\..*)?",
     ),
     (r"py:(class|obj)", r"(responses\.)?(RequestsMock|BaseResponse)|KeyringBackend"),
     (r"py:(class|obj|data)", r"Verify|Opener|Seconds|CacheSetting"),

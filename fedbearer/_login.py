@@ -544,7 +544,7 @@ def authorize(
     preflight: bool = True,
     session: Optional[requests.Session] = None,
 ) -> Token:
-    """Run one interactive login and return its token: :func:`login` for these settings.
+    """Run one interactive login and return its token: ``login()`` for these settings.
 
     The arguments are those of :class:`~fedbearer.Bearer`; ``profile_name`` only labels the
     login (no cache is read or written). Interactivity is not checked: calling this is

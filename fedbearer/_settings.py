@@ -179,7 +179,7 @@ class LoginSettings:
     ``scopes`` (normalised to a tuple, each once) and ``params`` (extra authorization
     request parameters, normalised to ``(name, value)`` pairs); ``session`` (the
     :class:`requests.Session` whose ``verify``, ``cert``, ``proxies`` and adapter retries
-    every call to the provider uses; see :mod:`fedbearer._http`); ``client_secret`` (only for a
+    every call to the provider uses; see ``fedbearer._http``); ``client_secret`` (only for a
     provider that gives native apps a secret it does not treat as confidential and still
     asks for, as Google does; never shown in ``repr``). These are derived:
 
