@@ -50,6 +50,7 @@ def setting(name: str) -> str:
 #: command line spells them its own way (``fedbearer._cli.options.FLAGS``), possibly not at
 #: all (a clause about a method it does not have).
 _PYTHON_PHRASES = {
+    "proxies": "HTTPS_PROXY, NO_PROXY, or session=",
     "without_document": (
         "; a provider without one needs its endpoints given: FederationAuth.from_endpoints("
         "authorization_endpoint=, token_endpoint=)"

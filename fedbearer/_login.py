@@ -186,7 +186,7 @@ def unreachable(exc: FedbearerError, url: str, name: str) -> Optional[str]:
     if isinstance(cause, requests.exceptions.ConnectTimeout):
         return (
             f"could not connect to {where} in time; check {setting(name)}, and the network "
-            "or proxy settings (HTTPS_PROXY, NO_PROXY, or session=)"
+            f"or proxy settings ({setting('proxies')})"
         )
     if not isinstance(cause, requests.exceptions.ConnectionError):
         return None
@@ -198,8 +198,7 @@ def unreachable(exc: FedbearerError, url: str, name: str) -> Optional[str]:
     else:
         what = f"the connection to {where} failed"
     return (
-        f"{what}; check {setting(name)}, and the network or proxy settings "
-        "(HTTPS_PROXY, NO_PROXY, or session=)"
+        f"{what}; check {setting(name)}, and the network or proxy settings ({setting('proxies')})"
     )
 
 

@@ -226,6 +226,8 @@ def test_a_host_that_does_not_resolve_names_the_host_and_the_setting(capsys):
     )
     assert code == EXIT_USAGE
     assert "does not resolve; check --issuer," in one_line(err) and "issuer=" not in err
+    assert "(HTTPS_PROXY, NO_PROXY)" in err and "session=" not in err  # no Python names
+    assert "HTTPS_PROXY, NO_PROXY, or session=" in message
 
 
 def test_a_refused_connection_says_so_and_names_the_setting(capsys):

@@ -744,6 +744,7 @@ FLAGS = {
     "allow_insecure_http": "--allow-insecure-http",
     "preflight": "--no-preflight",
     "verify": "REQUESTS_CA_BUNDLE",
+    "proxies": "HTTPS_PROXY, NO_PROXY",
     "without_document": "",  # the command line has no way to give the endpoints
     "cache": "--cache-file",
 }
