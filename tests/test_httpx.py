@@ -277,18 +277,33 @@ async def test_cancelling_a_waiting_task_leaves_the_login_to_the_others(federati
 
 
 def test_the_event_loop_runs_throughout_a_login(federation, api, caplog):
-    """A heartbeat task ticks every 10 ms while a login runs; the browser only completes the
-    login after the loop has ticked 20 times during it, so a login that blocked the loop
-    would never finish. asyncio's debug mode reports every step of a task that held the
-    loop longer than 100 ms: there must be none. (The longest gap between heartbeats is
-    printed by the benchmark; here it would also count the OS descheduling the process on
-    a loaded machine.)"""
+    """A heartbeat task ticks every 10 ms while a login runs, and the browser completes the
+    login only after the loop has ticked 20 times during it: a login that blocked the loop
+    would never finish. asyncio's debug mode also reports every step of a task that held
+    the loop longer than 100 ms. A blocking login would show in every run; on a loaded
+    machine the OS can deschedule the process for 100 ms in any step, so of up to three
+    logins one must be without such a step. (The benchmark prints the longest gap.)"""
+    slow_runs = []
+    for _ in range(3):
+        caplog.clear()
+        assert _login_with_heartbeat(federation, api, caplog) >= 20
+        slow = [r.getMessage() for r in caplog.records if r.name == "asyncio" and "took" in r.msg]
+        if not slow:
+            break
+        slow_runs.append(slow)
+    assert len(slow_runs) < 3, slow_runs
+
+
+def _login_with_heartbeat(federation, api, caplog) -> int:
+    """One login through an AsyncClient with a heartbeat; the ticks during the login."""
     ticks = [0]
     browser = ProgrammaticBrowser()
+    during = []
 
     def open_after_ticks(url: str) -> bool:
         start = ticks[0]
-        wait_for(lambda: ticks[0] >= start + 20, timeout=30)
+        assert wait_for(lambda: ticks[0] >= start + 20, timeout=30)
+        during.append(ticks[0] - start)
         return browser(url)
 
     auth = make_auth(federation, opener=open_after_ticks)
@@ -312,9 +327,10 @@ def test_the_event_loop_runs_throughout_a_login(federation, api, caplog):
         return status
 
     caplog.set_level(logging.WARNING, logger="asyncio")
+    logins = federation.logins
     assert asyncio.run(main(), debug=True) == 200
-    assert ticks[0] >= 20 and federation.logins == 1
-    assert not [r for r in caplog.records if r.name == "asyncio" and "took" in r.message]
+    assert federation.logins == logins + 1
+    return during[0]
 
 
 # ---------------------------------------------------------------------------- shared cache

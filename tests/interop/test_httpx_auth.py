@@ -63,6 +63,10 @@ def options(**kwargs: Any) -> dict[str, Any]:
 def test_client_logs_in_through_chromium_and_a_401_is_renewed_and_resent(
     make_provider: MakeProvider, browser_env: BrowserDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # fedbearer's clock stopped from the start: it will still trust the token after the
+    # provider has expired it, so that request goes out with it and gets 401.
+    frozen = time.time()
+    monkeypatch.setattr("fedbearer._clock.now", lambda: frozen)
     op = make_provider(at_ttl=2, refresh=True)
     auth = FederationAuth(op.client_id, op.endpoint, op.federation_id, **options())
     run = browser_env.expect(login_and_approve("judy"))
@@ -71,11 +75,7 @@ def test_client_logs_in_through_chromium_and_a_401_is_renewed_and_resent(
         assert first.status_code == 200 and first.json()["sub"] == "judy"
         run.wait(30).raise_for_error()
         old = current(auth)
-        # fedbearer's clock stopped: it still trusts the token the provider has expired, so
-        # the request goes out with it, gets 401, and the flow renews and resends it.
-        frozen = time.time()
-        monkeypatch.setattr("fedbearer._clock.now", lambda: frozen)
-        wait_until_rejected(op, old.token)
+        wait_until_rejected(op, old.token)  # the flow renews after the 401 and resends
         second = http.post(op.userinfo_url, content=b"")
     assert second.status_code == 200, second.text
     assert [r.status_code for r in second.history] == [401]
