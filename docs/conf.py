@@ -40,7 +40,7 @@ extensions = [
 nitpick_ignore_regex = [
     (
         r"py:(class|mod|obj|data|func|meth)",
-        r"(datetime|collections\.abc|contextlib|os|select|ssl|threading|typing|typing_extensions|urllib|webbrowser|requests)(\..*)?",
+        r"(datetime|collections\.abc|contextlib|os|asyncio|select|ssl|threading|typing|typing_extensions|urllib|webbrowser|requests)(\..*)?",
     ),
     (r"py:(class|obj)", r"(responses\.)?(RequestsMock|BaseResponse)|KeyringBackend"),
     (r"py:(class|obj|data)", r"Verify|Opener|Seconds|CacheSetting"),
