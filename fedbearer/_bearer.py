@@ -11,10 +11,10 @@ from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, Optional
 
 from ._exceptions import InteractionRequiredError
-from ._login import TOKEN_REQUEST_TIMEOUT, login, refresh
 from ._login_command import login_command
 from ._settings import (
     DEFAULT_LOGIN_TIMEOUT,
+    TOKEN_REQUEST_TIMEOUT,
     UNDER_PYTEST,
     LoginSettings,
     Verify,
@@ -156,6 +156,8 @@ class Bearer:
 
     def refresh(self, token: Token, *, timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT) -> Token:
         """Renew ``token`` with its refresh token, through a dedicated session (RFC 6749 §6)."""
+        from ._login import refresh  # the HTTP stack (requests): only for a refresh
+
         return refresh(self.settings, token, timeout=check_timeout(timeout))
 
     def __repr__(self) -> str:
@@ -228,6 +230,8 @@ class Receiver:
             )
         if timeout is not _UNSET:
             settings = replace(settings, timeout=timeout)
+        from ._login import login  # the HTTP stack, the loopback server: only for a login
+
         return login(settings)
 
     def __repr__(self) -> str:

@@ -36,12 +36,12 @@ from ._keyring import KeyringTokenCache
 from ._nebius_config import load_nebius_profile
 from ._origins import is_loopback_http, parse_hosts
 from ._profiles import load_profiles
-from ._revocation import LogoutResult, revoke_all
 from ._settings import LoginSettings, Verify, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
     from ._browser import Opener
+    from ._revocation import LogoutResult
 
 log = logging.getLogger("fedbearer.auth")
 
@@ -331,6 +331,8 @@ class Credentials:
 
         See :meth:`fedbearer.FederationAuth.logout`.
         """
+        from ._revocation import revoke_all  # the HTTP stack: only a logout revokes
+
         key = self.bearer.name
         settings = self.bearer.settings
         own = self.snapshot[0] if self.token_variable is None else None

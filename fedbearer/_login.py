@@ -44,7 +44,7 @@ from ._protocol import (
     redact_url,
     refresh_token_body,
 )
-from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify
+from ._settings import DEFAULT_LOGIN_TIMEOUT, TOKEN_REQUEST_TIMEOUT, LoginSettings, Verify
 from ._token import Token
 from ._version import __version__
 
@@ -54,10 +54,6 @@ if TYPE_CHECKING:
     from ._paste import PasteReader
 
 log = logging.getLogger("fedbearer.login")
-
-#: Timeout of a token endpoint call when it is not bounded by a login deadline (refresh, or
-#: a login with ``timeout=None``): a token endpoint that hangs must not hang the caller.
-TOKEN_REQUEST_TIMEOUT = 60.0
 
 
 class _NoAuth(requests.auth.AuthBase):

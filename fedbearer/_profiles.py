@@ -34,7 +34,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import portalocker
 import yaml
 
 from ._exceptions import ConfigurationError
@@ -198,6 +197,8 @@ def _locked(path: str) -> Iterator[None]:
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     lock_path = os.path.join(directory, ".profiles.lock")
+    import portalocker  # see remember_profile
+
     flags = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
     with portalocker.Lock(lock_path, timeout=10, flags=flags):
         yield
@@ -209,6 +210,10 @@ def remember_profile(profile: RememberedProfile, path: Optional[str] = None) -> 
     Read, changed and replaced under a lock, so two logins at once both land; the file is
     written to a temporary name and renamed, so a crash never leaves half of it.
     """
+    # Imported here: portalocker's import reads package metadata (tens of milliseconds), and
+    # only a login writes this file; `fedbearer token` only reads it.
+    import portalocker
+
     path = default_profiles_file() if path is None else os.path.expanduser(path)
     try:
         with _locked(path):

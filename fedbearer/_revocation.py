@@ -15,14 +15,14 @@ from datetime import datetime
 from typing import Optional
 
 from ._exceptions import RevocationError
-from ._login import TOKEN_REQUEST_TIMEOUT, _call, endpoints
+from ._login import _call, endpoints
 from ._protocol import (
     REVOCATION_ORDER,
     Federation,
     parse_revocation_response,
     revocation_body,
 )
-from ._settings import LoginSettings, Verify
+from ._settings import TOKEN_REQUEST_TIMEOUT, LoginSettings, Verify
 from ._token import Token
 
 log = logging.getLogger("fedbearer.login")

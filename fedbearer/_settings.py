@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 #: Default overall deadline of a login, in seconds: the browser wait plus the code exchange.
 DEFAULT_LOGIN_TIMEOUT = 300.0
 
+#: Timeout of a token endpoint call when it is not bounded by a login deadline (refresh, or
+#: a login with ``timeout=None``): a token endpoint that hangs must not hang the caller.
+TOKEN_REQUEST_TIMEOUT = 60.0
+
 #: Environment variable: fixed callback port when none is passed (``0``: any free port).
 CALLBACK_PORT_ENV = "FEDBEARER_CALLBACK_PORT"
 #: Environment variable: ``0`` disables interactive logins (cron, CI); ``1`` is the default.
