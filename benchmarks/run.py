@@ -19,6 +19,7 @@ BENCHMARKS = {
     "login": "a full login vs the same HTTP exchanges by hand; memory of one login",
     "token_command": "fedbearer token with a cached token vs python -c pass",
     "single_flight": "logins and renewals caused by crowds of threads and processes",
+    "httpx_path": "httpx token path vs a static-header httpx.Auth; 100 async tasks -> logins",
 }
 
 
