@@ -36,7 +36,6 @@ from ._keyring import KeyringTokenCache
 from ._nebius_config import load_nebius_profile
 from ._origins import is_loopback_http, parse_hosts
 from ._profiles import load_profiles
-from ._revocation import LogoutResult, revoke_all
 from ._settings import LoginSettings, Verify, require_issuer, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     import requests  # a type only: the core makes no HTTP request of its own
 
     from ._browser import Opener
+    from ._revocation import LogoutResult
 
 log = logging.getLogger("fedbearer.auth")
 
@@ -335,6 +335,8 @@ class Credentials:
 
         See :meth:`fedbearer.FederationAuth.logout`.
         """
+        from ._revocation import revoke_all  # the HTTP stack: only a logout revokes
+
         key = self.bearer.name
         settings = self.bearer.settings
         own = self.snapshot[0] if self.token_variable is None else None

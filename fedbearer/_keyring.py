@@ -40,8 +40,6 @@ from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, cast
 
-import platformdirs
-
 from ._cache import (
     _POLL_MAX_CACHE,
     _POLL_MAX_LOGIN,
@@ -101,6 +99,9 @@ def default_lock_dir() -> str:
 
     Read at each use, so a changed ``HOME`` applies, as for the file cache.
     """
+    # Imported here: only a keyring cache's login lock needs it, not `fedbearer token`.
+    import platformdirs
+
     return platformdirs.user_state_dir("fedbearer", appauthor=False)
 
 

@@ -18,8 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Literal, Optional, Union
 
-import requests
-
 from ._cache import cache_key, provider_cache_key
 from ._exceptions import ConfigurationError
 from ._protocol import (
@@ -32,6 +30,8 @@ from ._protocol import (
 )
 
 if TYPE_CHECKING:
+    import requests
+
     from ._browser import Opener
 
 #: Default overall deadline of a login, in seconds: the browser wait plus the code exchange.
@@ -274,6 +274,10 @@ class LoginSettings:
         if not isinstance(self.verify, (bool, str)):
             raise ConfigurationError("verify must be True, False or a CA bundle path")
         if self.session is not None:
+            # Imported only here: a caller who passes a session has loaded requests already,
+            # and a cached `fedbearer token` must not load it (docs/performance.rst).
+            import requests
+
             if not isinstance(self.session, requests.Session):
                 raise ConfigurationError(
                     "session must be a requests.Session (its verify, cert, proxies and "

@@ -17,13 +17,15 @@ from datetime import datetime
 from typing import IO, Any, Callable, Optional, cast
 
 from .. import _clock
-from .._auth import FederationAuth
+from .._bearer import Bearer
 from .._cache import TokenCache, default_cache, provider_cache
+from .._credentials import Credentials
 from .._env_token import environment_token
 from .._exceptions import ConfigurationError, FedbearerError, InteractionRequiredError
 from .._interrupts import caused_by_interrupt
 from .._keyring import KeyringTokenCache
 from .._profiles import load_profiles
+from .._settings import LoginSettings
 from .._token import Account, Token
 from .options import (
     EXEC_CREDENTIAL,
@@ -65,22 +67,25 @@ class _Failure(FedbearerError):
     """A step of a command failed in a way that is not a library error (exit status 1)."""
 
 
-def _auth(
+def _credentials(
     args: argparse.Namespace,
     identity: Identity,
     cache: TokenCache,
     writer: Optional[Progress] = None,
     *,
     env_token: bool,
-) -> FederationAuth:
-    """The adapter for ``identity``; a command without login options (``logout``) never logs
-    in."""
+) -> Credentials:
+    """The token core for ``identity``; a command without login options (``logout``) never
+    logs in.
+
+    The core, not a ``FederationAuth``: a command sends no HTTP request of its own, and a
+    cached ``fedbearer token`` must not import an HTTP library (``docs/performance.rst``).
+    It builds the same :class:`LoginSettings` the ``FederationAuth`` constructors build.
+    """
     assert identity.client_id is not None
     options: dict[str, Any] = {
         "profile": identity.profile,
-        "cache": cache,
         "allow_insecure_http": identity.allow_insecure_http,
-        "token_from_env": env_token,
     }
     if writer is not None:
         options.update(
@@ -95,16 +100,21 @@ def _auth(
     else:
         options["interactive"] = False
     if identity.issuer is not None:
-        return FederationAuth.from_issuer(
-            identity.issuer,
+        settings = LoginSettings(
             identity.client_id,
+            issuer=identity.issuer,
             scopes=identity.scopes,
             params=identity.params,
             **options,
         )
-    return FederationAuth(
-        identity.client_id, identity.federation_endpoint, identity.federation_id, **options
-    )
+    else:
+        settings = LoginSettings(
+            identity.client_id,
+            identity.federation_endpoint,
+            identity.federation_id,
+            **options,
+        )
+    return Credentials(Bearer.from_settings(settings), cache=cache, token_from_env=env_token)
 
 
 def _obtain(
@@ -114,11 +124,13 @@ def _obtain(
     ``environment`` (``FEDBEARER_TOKEN`` / ``NEBIUS_IAM_TOKEN``, unless ``env_token`` is
     off or ``--no-env-token`` was given)."""
     with progress_for(sys.stderr, no_browser=args.no_browser, debug=args.debug) as progress:
-        auth = _auth(args, identity, cache, progress, env_token=env_token and args.env_token)
-        if auth.token_variable is not None:
-            return auth.get_token(), "environment"
-        before = cache.get(auth.bearer.name)
-        token = auth.get_token()
+        credentials = _credentials(
+            args, identity, cache, progress, env_token=env_token and args.env_token
+        )
+        if credentials.token_variable is not None:
+            return credentials.get_token(), "environment"
+        before = cache.get(credentials.bearer.name)
+        token = credentials.get_token()
     if before is not None and token == before:
         return token, "cached"
     return token, "login" if progress.started else "refreshed"
@@ -283,9 +295,9 @@ def _cmd_logout(args: argparse.Namespace) -> int:
 
 def _revoke_and_forget(args: argparse.Namespace, identity: Identity, cache: TokenCache) -> int:
     """``logout`` for another OpenID provider: revoke at its revocation endpoint (RFC 7009),
-    then forget, through :meth:`FederationAuth.logout`."""
+    then forget, through :meth:`Credentials.logout` (as :meth:`FederationAuth.logout`)."""
     where = describe_cache(cache)
-    auth = _auth(args, identity, cache, env_token=False)
+    auth = _credentials(args, identity, cache, env_token=False)
 
     def present() -> bool:
         return any(key == auth.bearer.name for key, _ in cache.entries())
