@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import portalocker
 import yaml
 
 from ._exceptions import ConfigurationError
@@ -209,6 +207,8 @@ def _locked(path: str) -> Iterator[None]:
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     lock_path = os.path.join(directory, ".profiles.lock")
+    import portalocker  # see remember_profile
+
     flags = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
     with portalocker.Lock(lock_path, timeout=10, flags=flags):
         yield
@@ -220,6 +220,13 @@ def remember_profile(profile: RememberedProfile, path: Optional[str] = None) -> 
     Read, changed and replaced under a lock, so two logins at once both land; the file is
     written to a temporary name and renamed, so a crash never leaves half of it.
     """
+    # Imported here: only a login writes this file, and `fedbearer token` only reads it.
+    # portalocker's import reads package metadata (tens of milliseconds); tempfile brings
+    # shutil, random and the compression modules.
+    import tempfile
+
+    import portalocker
+
     path = default_profiles_file() if path is None else os.path.expanduser(path)
     try:
         with _locked(path):
