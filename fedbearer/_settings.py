@@ -366,13 +366,15 @@ class LoginSettings:
             )
             put("kind", "endpoints")
         else:
-            if self.revocation_endpoint is not None or (
-                self.device_authorization_endpoint is not None
-            ):
+            if self.revocation_endpoint is not None:
                 raise ConfigurationError(
-                    "revocation_endpoint and device_authorization_endpoint go with "
-                    "authorization_endpoint and token_endpoint; with an issuer alone they come "
-                    "from the discovery document"
+                    "revocation_endpoint goes with authorization_endpoint and token_endpoint; "
+                    "with an issuer alone it comes from the discovery document"
+                )
+            if self.device_authorization_endpoint is not None:
+                raise ConfigurationError(
+                    "device_authorization_endpoint goes with authorization_endpoint and "
+                    "token_endpoint; with an issuer alone it comes from the discovery document"
                 )
             check_url(self.issuer, "issuer", allow_insecure_http=insecure, query=False)
             federation = None  # read from the discovery document when first needed

@@ -301,7 +301,7 @@ def test_a_device_endpoint_goes_with_the_other_endpoints_not_with_an_issuer():
         FederationAuth.from_issuer(  # type: ignore[call-arg]
             "https://idp.example.com", "c", device_authorization_endpoint="https://idp/d"
         )
-    with pytest.raises(ConfigurationError, match="device_authorization_endpoint go with"):
+    with pytest.raises(ConfigurationError, match="device_authorization_endpoint goes with"):
         LoginSettings(
             "c", issuer="https://idp.example.com", device_authorization_endpoint="https://idp/d"
         )
