@@ -129,12 +129,12 @@ def check_private(path: str, st: os.stat_result) -> None:
     ``st`` is the ``fstat`` of the open file (so the file checked is the file read). It must
     belong to the user (the effective uid) or to root, and must not be writable by group or
     others. So must each directory above it (of its real path, symbolic links resolved),
-    from its own up to and including the home directory; above the home directory (or
-    when the file is outside it) the walk goes on up to ``/`` but ends early at a sticky
-    directory owned by root or the user, such as ``/tmp``: there only an entry's owner may
-    rename or remove it, and the entry below it has been checked already. A directory
-    others may write could swap the file for theirs. Not on Windows, where these bits mean
-    nothing (the profile directory's ACL protects the files).
+    from its own up to and including the home directory, as ssh checks; for a file outside
+    the home directory, up to ``/``. The walk ends early at a sticky directory owned by
+    root or the user, such as ``/tmp``: there only an entry's owner may rename or remove
+    it, and the entry below it has been checked already. A directory others may write
+    could swap the file for theirs. Not on Windows, where these bits mean nothing (the
+    profile directory's ACL protects the files).
 
     :class:`FileRefused` kinds: ``owner``, ``mode``, ``dir-owner``, ``dir-mode``; the reason
     gives the ``chown`` or ``chmod`` that fixes it.

@@ -180,10 +180,14 @@ def test_a_fifo_at_a_settings_path_is_refused_at_once(tmp_path, where):
 
 
 @pytest.mark.timeout(20)
-def test_a_fifo_at_the_cache_path_is_a_miss_with_a_warning(tmp_path):
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_fifo_or_device_at_the_cache_path_is_a_miss_with_a_warning(tmp_path, kind):
     path = tmp_path / "nebius" / "credentials.yaml"
     path.parent.mkdir(mode=0o700)
-    os.mkfifo(path, 0o600)
+    if kind == "fifo":
+        os.mkfifo(path, 0o600)
+    else:
+        path.symlink_to("/dev/zero")
     result, seen = caught(FileTokenCache(path).get, KEY)
     assert result is None and len(seen) == 1 and "not a regular file" in seen[0]
 
