@@ -6,7 +6,7 @@ wire- and cache-compatible with the Nebius SDK's federation bearer.
 
 from __future__ import annotations
 
-from ._auth import DEFAULT_CACHE, FederationAuth
+from ._auth import FederationAuth
 from ._bearer import Bearer, Receiver
 from ._cache import (
     FileTokenCache,
@@ -17,6 +17,7 @@ from ._cache import (
     cache_key,
     default_cache,
 )
+from ._credentials import DEFAULT_CACHE
 from ._exceptions import (
     AuthorizationError,
     ConfigurationError,

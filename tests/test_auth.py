@@ -104,12 +104,12 @@ def test_auth_compares_by_identity(federation):
 
 def test_pickled_auth_carries_no_token_and_works(federation, api):
     auth = make_auth(federation, opener=None, no_browser_open=True)
-    auth._install(make_auth(federation).get_token())  # a token in memory before pickling
+    auth.credentials._install(make_auth(federation).get_token())  # in memory, before pickling
     token = auth._token.token
     data = pickle.dumps(auth)
     assert token.encode() not in data
     clone = pickle.loads(data)
-    assert clone._lock is not auth._lock and clone._token is None
+    assert clone.credentials._lock is not auth.credentials._lock and clone._token is None
     assert clone.bearer.client_id == auth.bearer.client_id
 
 
@@ -393,7 +393,7 @@ def test_bad_hosts_are_configuration_errors(federation, hosts):
 def test_hosts_match_default_ports_and_case(federation):
     auth = make_auth(federation, hosts=["API.example.com"])
     req = requests.Request("GET", "https://api.example.com:443/x").prepare()
-    auth._install(make_auth(federation).get_token())
+    auth.credentials._install(make_auth(federation).get_token())
     assert "Authorization" in auth(req).headers
     req = requests.Request("GET", "http://api.example.com/x").prepare()
     assert "Authorization" not in auth(req).headers
@@ -663,7 +663,7 @@ def test_a_shared_failure_keeps_its_message_intact(federation, api):
         return sum(
             1
             for frame in sys._current_frames().values()
-            if any(f.f_code.co_name == "_renew" for f in _stack(frame))
+            if any(f.f_code.co_name == "renew" for f in _stack(frame))
         )
 
     def open_once_all_wait(url: str) -> bool:
@@ -692,7 +692,7 @@ def test_non_interactive_refresh_outage_is_reported_as_the_outage(federation, ap
 
     token = make_auth(federation).get_token()  # logged in once, interactively
     quiet = make_auth(federation, interactive=False)
-    quiet._install(token)
+    quiet.credentials._install(token)
     clock[0] = T0 + 3500
     federation.fail_next("server_error", status=503)
     with pytest.raises(TokenEndpointError) as info:

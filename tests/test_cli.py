@@ -426,9 +426,12 @@ def test_status_shows_expired_entries_as_expired(local_federation, default_cache
     assert "expired at" in out and "ago" in out
 
 
-def test_status_of_an_empty_cache(capsys, default_cache):
+def test_status_of_an_empty_cache(capsys, default_cache, isolated_env):
     assert main(["status"]) == EXIT_OK
-    assert one_line(capsys.readouterr().out) == f"No cached tokens in {default_cache.path}."
+    provider_file = isolated_env / ".cache" / "fedbearer" / "tokens.yaml"
+    assert one_line(capsys.readouterr().out) == (
+        f"No cached tokens in {default_cache.path} or {provider_file}."
+    )
 
 
 def test_logout_removes_only_that_entry(local_federation, default_cache, capsys):

@@ -26,11 +26,13 @@ from .._keyring import KeyringTokenCache
 from .._profiles import load_profiles
 from .._token import Token
 from .options import (
+    EXEC_CREDENTIAL,
     Identity,
     UsageError,
     build_parser,
     cache_from,
     describe_cache,
+    did_you_mean,
     identity_from,
     remember,
     resolve_identity,
@@ -213,7 +215,9 @@ def _cmd_token(args: argparse.Namespace) -> int:
     if how not in ("cached", "environment"):
         verb = "Logged in" if how == "login" else "Renewed the token"
         print(f"{verb}: {identity.describe()}; token {expiry(token)}.", file=sys.stderr)
-    if args.format == "json":
+    if args.format == EXEC_CREDENTIAL:
+        sys.stdout.write(json.dumps(exec_credential(token)) + "\n")
+    elif args.format == "json":
         expires_at = token.expires_at
         document = {
             "access_token": token.token,
@@ -227,6 +231,21 @@ def _cmd_token(args: argparse.Namespace) -> int:
         sys.stdout.write(token.token + "\n")
     sys.stdout.flush()
     return EXIT_OK
+
+
+#: The Kubernetes API version of :func:`exec_credential`'s answer.
+EXEC_CREDENTIAL_API = "client.authentication.k8s.io/v1"
+
+
+def exec_credential(token: Token) -> dict[str, Any]:
+    """``token`` as a Kubernetes ``ExecCredential`` (client.authentication.k8s.io/v1): what
+    a kubeconfig ``exec`` credential plugin prints. ``expirationTimestamp`` (RFC 3339, UTC)
+    tells kubectl when to run the plugin again; without it kubectl keeps the token until a
+    401, so it is left out only for a token that states no expiry."""
+    status: dict[str, Any] = {"token": token.token}
+    if token.expiration is not None:
+        status["expirationTimestamp"] = token.expiration.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"apiVersion": EXEC_CREDENTIAL_API, "kind": "ExecCredential", "status": status}
 
 
 def _cmd_logout(args: argparse.Namespace) -> int:
@@ -407,7 +426,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 fid = profile.federation_id or "no federation id"
                 at = f"{profile.federation_endpoint} ({fid})"
             print(f"  {profile.name}{default}: client {profile.client_id} at {at}")
-    if not entries:
+    if not any(found_entries for _, found_entries in listed):
+        print(f"No cached tokens in {' or '.join(place for place, _ in listed)}.")
+    elif not entries:
         print(f"No cached tokens in {where}.")
     for place, found_entries in listed:
         if not found_entries:
@@ -447,7 +468,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             args = parser.parse_args(argv)
         except UsageError as exc:
-            report(exc.prog, f"{exc}; see '{exc.prog} --help'")
+            given = sys.argv[1:] if argv is None else argv
+            if str(exc).startswith("unrecognized arguments"):
+                # The main parser reports what the command's parser left over.
+                where, suggestion = did_you_mean(parser, given)
+                more = f"; {suggestion}" if suggestion else ""
+                report(where, f"{exc}{more}; see '{where} --help'")
+            else:
+                report(exc.prog, f"{exc}; see '{exc.prog} --help'")
             return EXIT_USAGE
         except SystemExit as exc:  # --help and --version print, then exit 0
             return exc.code if isinstance(exc.code, int) else EXIT_OK

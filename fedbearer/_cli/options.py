@@ -9,11 +9,13 @@ them as one line.
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import os
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 from .. import __version__
 from .._cache import FileTokenCache, TokenCache, cache_key, provider_cache
@@ -44,10 +46,47 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line (no usage dump) and never exit."""
+    """An ``ArgumentParser`` whose errors are one line (no usage dump) and never exit, and
+    that takes options only as spelt: ``--client`` is not ``--client-id`` (a prefix that
+    works today would break the day another option starts the same way)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(self.prog, message)
+
+
+def did_you_mean(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[str, Optional[str]]:
+    """For an unknown option: the (sub)command it was given to, and ``did you mean
+    --client-id?`` when an option that command knows is close to the first unknown one."""
+    command = parser
+    options = _option_strings(parser)
+    for arg in argv:
+        if command is parser and arg in _subcommands(parser):
+            command = _subcommands(parser)[arg]
+            options = _option_strings(command)
+            continue
+        if not arg.startswith("--"):
+            continue
+        name = arg.split("=", 1)[0]
+        if name in options:
+            continue
+        close = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.6)
+        return command.prog, (f"did you mean {close[0]}?" if close else None)
+    return command.prog, None
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    return {name for action in parser._actions for name in action.option_strings}
 
 
 def _seconds(text: str) -> float:
@@ -239,13 +278,18 @@ def _debug_option() -> _Parser:
     return parser
 
 
-def _format_option() -> _Parser:
+#: ``fedbearer token --format exec-credential``: what a kubeconfig ``exec`` plugin prints.
+EXEC_CREDENTIAL = "exec-credential"
+
+
+def _format_option(*, exec_credential: bool = False) -> _Parser:
     parser = _Parser(add_help=False)
+    more = "; exec-credential: for a kubeconfig exec plugin" if exec_credential else ""
     parser.add_argument(
         "--format",
-        choices=("text", "json"),
+        choices=("text", "json", EXEC_CREDENTIAL) if exec_credential else ("text", "json"),
         default="text",
-        help="json: one JSON object on stdout, for scripts (default: text)",
+        help=f"json: one JSON object on stdout, for scripts{more} (default: text)",
     )
     return parser
 
@@ -303,10 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Print a valid access token, and nothing else, on stdout, for example "
         '`curl -H "Authorization: Bearer $(fedbearer token)" ...`. Logs in (messages on '
         "stderr) when the cache has no valid or refreshable token. With --format json, "
-        "one JSON object with the token and its expiry instead.",
+        "one JSON object with the token and its expiry instead; with --format "
+        "exec-credential, an ExecCredential for kubectl (docs/cli.rst).",
         identity,
         login,
-        output,
+        _format_option(exec_credential=True),
         debug,
     )
     command(
@@ -479,6 +524,7 @@ def resolve_identity(
                 "one, or pass --issuer or --federation-endpoint"
             )
     named = issuer is not None or endpoint is not None
+    found_profile = False
     # A profile given by name is always read: what it remembers for the same provider (its
     # client id, scopes, parameters, keyring choice) fills what was not given here.
     federation_incomplete = issuer is None and federation_id is None
@@ -487,6 +533,7 @@ def resolve_identity(
         # A provider given alone names no remembered profile: it means "default".
         name = profile if profile is not None or named else profiles.default
         remembered = profiles.get(name) if name is not None else None
+        found_profile = remembered is not None
         if remembered is not None:
             profile = remembered.name
             if not named:
@@ -547,6 +594,13 @@ def resolve_identity(
     if not endpoint or not endpoint.strip():
         if not required:
             return None
+        if not named and federation_id is None and not found_profile:
+            raise ConfigurationError(
+                "not logged in yet, and no provider is configured: run 'fedbearer login' "
+                "first, with --client-id ID and either --issuer URL (an OpenID provider) or "
+                "--federation-endpoint URL --federation-id ID (a Nebius federation); it "
+                "remembers them, so that later commands need no options"
+            )
         raise ConfigurationError(
             "no federation endpoint: pass --federation-endpoint URL (once: fedbearer login "
             f"remembers it), set {ENDPOINT_ENV}, or use --nebius-profile NAME; for another "

@@ -230,7 +230,7 @@ def test_the_fedbearer_command_logs_in_by_discovery_and_its_logout_revokes_at_th
     assert status.stdout.splitlines() == [
         f"Profiles remembered by fedbearer login, in {profiles_file}:",
         f"  {profile} (the default): client {op.client_id} at {op.issuer} (scope {SCOPE})",
-        f"No cached tokens in {tokens_file}.",
+        f"No cached tokens in {tokens_file} or {isolated_env / '.nebius' / 'credentials.yaml'}.",
     ]
     status_json = fedbearer("status", "--format", "json")
     assert status_json.returncode == 0, status_json.stderr
