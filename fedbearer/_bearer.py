@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, Optional
 
+import requests
+
 from ._exceptions import InteractionRequiredError
-from ._login import TOKEN_REQUEST_TIMEOUT, login, refresh
+from ._http import TOKEN_REQUEST_TIMEOUT
+from ._login import login, refresh
 from ._login_command import login_command
 from ._settings import (
     DEFAULT_LOGIN_TIMEOUT,
@@ -56,8 +59,18 @@ class Bearer:
         Callable ``opener(url) -> bool | None`` used instead of :mod:`webbrowser` (tests,
         custom launchers). It runs on a background thread; returning False means "could not".
     ``verify``
-        TLS verification for the token endpoint: ``True``, ``False`` or a CA bundle path,
-        as in ``requests``.
+        TLS verification for every call to the provider: ``True``, ``False`` or a CA bundle
+        path, as in ``requests``. ``True`` (the default) uses ``$REQUESTS_CA_BUNDLE``,
+        ``$CURL_CA_BUNDLE`` or ``$SSL_CERT_FILE`` when one is set, else certifi's bundle.
+    ``session``
+        A :class:`requests.Session` to make every call to the provider with (discovery,
+        the pre-flight check, the code exchange, refresh, revocation): its ``verify``,
+        ``cert`` and ``proxies`` (which win over the environment's ``HTTPS_PROXY``,
+        ``NO_PROXY`` and CA bundle variables; ``trust_env`` as it says) and the retries of
+        the ``HTTPAdapter`` it mounts. Its auth, headers, cookies and hooks are never used:
+        they are for the API, not the identity provider. With a session, set TLS
+        verification on it rather than with ``verify``. Default: a fresh one per call,
+        which honours the environment.
     ``interactive``
         When False, a login raises :class:`~fedbearer.InteractionRequiredError` at once,
         with the ``fedbearer login`` command to run (for cron and CI). ``None`` (default):
@@ -96,6 +109,7 @@ class Bearer:
         app_name: str = "fedbearer",
         allow_insecure_http: bool = False,
         preflight: bool = True,
+        session: Optional[requests.Session] = None,
     ) -> None:
         #: The validated settings every login and refresh of this bearer uses.
         self.settings = LoginSettings(
@@ -113,6 +127,7 @@ class Bearer:
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
             preflight=preflight,
+            session=session,
         )
 
     @classmethod
@@ -155,7 +170,12 @@ class Bearer:
         return Receiver(self)
 
     def refresh(self, token: Token, *, timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT) -> Token:
-        """Renew ``token`` with its refresh token, through a dedicated session (RFC 6749 §6)."""
+        """Renew ``token`` with its refresh token (RFC 6749 §6).
+
+        The provider calls end by one deadline: ``timeout`` seconds (``None``: the default,
+        :data:`~fedbearer._http.TOKEN_REQUEST_TIMEOUT`, 30 s), or the login ``timeout`` when
+        that is shorter.
+        """
         return refresh(self.settings, token, timeout=check_timeout(timeout))
 
     def __repr__(self) -> str:

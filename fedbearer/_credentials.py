@@ -41,6 +41,8 @@ from ._settings import LoginSettings, Verify, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
+    import requests  # a type only: the core makes no HTTP request of its own
+
     from ._browser import Opener
 
 log = logging.getLogger("fedbearer.auth")
@@ -78,6 +80,7 @@ class LoginOptions(TypedDict, total=False):
     port: Optional[int]
     opener: Optional[Opener]
     verify: Verify
+    session: Optional[requests.Session]
     interactive: Optional[bool]
     app_name: str
     allow_insecure_http: bool
@@ -327,7 +330,7 @@ class Credentials:
         return token
 
     def logout(self) -> LogoutResult:
-        """Revoke this identity's tokens, then forget them here and in the cache.
+        """Forget this identity's tokens here and in the cache, then revoke them.
 
         See :meth:`fedbearer.FederationAuth.logout`.
         """
@@ -336,15 +339,14 @@ class Credentials:
         own = self.snapshot[0] if self.token_variable is None else None
         with self._lock, self.cache.login_lock(key, settings.timeout):
             held = [token for token in (self.cache.get(key), own) if token is not None]
-            try:
-                result = revoke_all(settings, held)
-            finally:
-                self.cache.remove(key)
-                kept = self.snapshot
-                self._forget()
-                if self.token_variable is not None:
-                    self.snapshot = kept  # the environment's token is not ours to forget
-        return result
+            # Forgotten before the provider is asked: a revocation that hangs or fails must
+            # not leave the tokens in memory or in the cache meanwhile.
+            self.cache.remove(key)
+            kept = self.snapshot
+            self._forget()
+            if self.token_variable is not None:
+                self.snapshot = kept  # the environment's token is not ours to forget
+            return revoke_all(settings, held)
 
     def _usable(self, token: Optional[Token], stale: Optional[str]) -> bool:
         return (
@@ -690,16 +692,18 @@ class FederationAuthBase:
         return self.credentials.get_token()
 
     def logout(self) -> LogoutResult:
-        """Revoke this identity's tokens at the provider, then forget them here and in the cache.
+        """Forget this identity's tokens here and in the cache, then revoke them at the provider.
 
-        When the provider has a revocation endpoint (RFC 7009), the refresh token is revoked
-        first (§2.1: that SHOULD end the access tokens of its grant too), then the access
-        token; both the token this object holds and the cache's, when they differ. Then the
-        cache entry and the token in memory are removed, so the next request logs in again.
+        The cache entry and the token in memory are removed first, so the next request logs
+        in again. Then, when the provider has a revocation endpoint (RFC 7009), the refresh
+        token is revoked (§2.1: that SHOULD end the access tokens of its grant too), then the
+        access token; both the token this object held and the cache's, when they differ. All
+        of that ends by one deadline: 30 s (:data:`~fedbearer._http.TOKEN_REQUEST_TIMEOUT`),
+        or the ``timeout`` setting when that is shorter.
         A provider without a revocation endpoint (a Nebius federation, Entra ID) is not
         contacted: the result says so, and the tokens stay valid there until they expire.
 
-        The local copies are removed even when revocation fails; the failure
+        The local copies are gone even when revocation fails; the failure
         (:class:`~fedbearer.RevocationError`, :class:`~fedbearer.DiscoveryError`,
         :class:`~fedbearer.TokenEndpointError` when unreachable,
         :class:`~fedbearer.LoginTimeoutError`) is raised afterwards, since the tokens may

@@ -23,7 +23,9 @@ state directory (:func:`default_lock_dir`), since a keyring has no locks. Every 
 fault (no backend, a locked or absent Secret Service, D-Bus errors, the ``fail`` and
 ``null`` backends) is one :class:`~fedbearer.TokenCacheWarning` per kind and a miss or a
 skipped write: a cache never breaks a login, and nothing is ever written to a plaintext
-file instead. Nothing here logs or warns a token or a stored value.
+file instead, nor through keyring's ``ChainerBackend``, whose first writable backend may
+be a plaintext file (only the first backend in it that can keep secrets is used). Nothing
+here logs or warns a token or a stored value.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ def _import_keyring() -> ModuleType:
     try:
         import keyring
         import keyring.backend
+        import keyring.backends.chainer
     except ImportError as exc:
         raise ConfigurationError(
             f"KeyringTokenCache needs the keyring library: {KEYRING_HINT}"
@@ -120,8 +123,23 @@ def _backend_name(backend: object) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
+#: Backends that keep secrets in a file encrypted with a password they ask for on the
+#: terminal (``getpass``) at first use: fine when chosen deliberately (``backend=``), but
+#: code that runs unattended (cron, a service, a notebook) cannot answer, and would wait on
+#: its standard input. Never used when the keyring library chose them.
+_PROMPTING = frozenset({"keyrings.alt.file.EncryptedKeyring", "keyrings.alt.pyfs.EncryptedKeyring"})
+
+#: Backends that send secrets off this machine (keyrings.alt's Google Docs keyring).
+_REMOTE_MODULES = ("keyrings.alt.Google",)
+
+_NEVER_PLAINTEXT = (
+    "fedbearer never falls back to plaintext storage (pass backend= to choose one "
+    "deliberately, or use the default file cache)"
+)
+
+
 def _unsuitable(backend: object) -> Optional[tuple[str, str]]:
-    """Why the backend the keyring library chose by itself cannot hold tokens, or ``None``."""
+    """Why a backend the keyring library chose by itself cannot hold tokens, or ``None``."""
     module, name = type(backend).__module__, type(backend).__qualname__
     if module == "keyring.backends.fail":
         return (
@@ -131,14 +149,44 @@ def _unsuitable(backend: object) -> Optional[tuple[str, str]]:
         )
     if module == "keyring.backends.null":
         return ("null-backend", "the keyring is disabled (the null backend stores nothing)")
-    if module.startswith("keyrings.alt") and name.startswith("Plaintext"):
+    if "plaintext" in name.lower():
         return (
             "plaintext-backend",
-            "the keyring library chose a backend that keeps secrets in a plain file; "
-            "fedbearer never falls back to plaintext storage (pass backend= to choose one "
-            "deliberately, or use the default file cache)",
+            f"no keyring is available here that keeps secrets safe: the keyring library "
+            f"chose a backend that keeps them in a plain file; {_NEVER_PLAINTEXT}",
+        )
+    if f"{module}.{name}" in _PROMPTING:
+        return (
+            "prompting-backend",
+            "no keyring is available here that keeps secrets safe: the keyring library chose "
+            "a file backend that asks for its password on the terminal, which code running "
+            "unattended cannot answer (pass backend= to choose it deliberately)",
+        )
+    if module.startswith(_REMOTE_MODULES):
+        return (
+            "remote-backend",
+            "no keyring is available here that keeps secrets safe: the keyring library chose "
+            "a backend that stores them off this machine (pass backend= to choose it "
+            "deliberately)",
         )
     return None
+
+
+def _in_chain(backends: list[Any]) -> Any:
+    """The backend of a chain (keyring's ``ChainerBackend``, highest priority first) that
+    tokens go to: the first one that can hold them. A chain writes to its first backend
+    that takes the write, which is a plaintext file when nothing better is there (Debian and
+    Ubuntu install ``keyrings.alt`` beside the Secret Service backend): so the chain itself
+    is never written through. A :class:`_Fault` when none of them can hold tokens."""
+    for backend in backends:
+        if _unsuitable(backend) is None:
+            return backend
+    names = ", ".join(_backend_name(backend) for backend in backends) or "none"
+    raise _Fault(
+        "no-safe-backend",
+        f"no keyring is available here that keeps secrets safe: the keyring library chains "
+        f"only backends that cannot hold tokens ({names}); {_NEVER_PLAINTEXT}",
+    )
 
 
 def _backend_fault(exc: Exception) -> _Fault:
@@ -224,8 +272,10 @@ class KeyringTokenCache:
 
     Faults never raise: one :class:`~fedbearer.TokenCacheWarning` per kind of fault and a
     miss or a skipped write. A backend chosen automatically that cannot hold tokens (none
-    found, the ``null`` backend, a plaintext-file backend) is such a fault; tokens are then
-    not stored anywhere else. So is an operation that outlasts ``timeout`` seconds
+    found, the ``null`` backend, a plaintext-file backend, one that prompts on the
+    terminal) is such a fault; tokens are then not stored anywhere else. In a chain
+    (keyring's ``ChainerBackend``, chosen or given), only the first backend that can hold
+    tokens is used. So is an operation that outlasts ``timeout`` seconds
     (:data:`DEFAULT_KEYRING_TIMEOUT`; ``None``: no limit): a locked Secret Service waits for
     an unlock prompt without a limit, for ever where none can show.
     """
@@ -258,6 +308,8 @@ class KeyringTokenCache:
     def _setup(self, keyring: ModuleType) -> None:
         self._keyring = keyring
         self._chosen: Optional[KeyringBackend] = None
+        # What the tokens go to: the chosen backend, or the one inside a chain (_in_chain).
+        self._used: Optional[KeyringBackend] = None
         self._choose_lock = threading.Lock()
         # Set when a call outlasted the time limit: the backend is stuck in this process.
         self._stuck: Optional[_Fault] = None
@@ -363,16 +415,36 @@ class KeyringTokenCache:
     # -- the backend
 
     def _backend(self) -> KeyringBackend:
-        if self._given is not None:
-            return self._given
+        """The backend tokens go to. A backend given as ``backend=`` is used as it is, but
+        for a chain, whose choice is the keyring library's; one the keyring library chose
+        must be able to hold tokens (:func:`_unsuitable`), and in a chain only a backend
+        that can is used (:func:`_in_chain`)."""
         with self._choose_lock:
-            if self._chosen is None:
-                self._chosen = cast("KeyringBackend", self._call(self._keyring.get_keyring))
-            chosen = self._chosen
-        unsuitable = _unsuitable(chosen)
-        if unsuitable is not None:
-            raise _Fault(*unsuitable)
-        return chosen
+            if self._used is None:
+                chosen = self._given
+                if chosen is None:
+                    if self._chosen is None:
+                        self._chosen = cast("KeyringBackend", self._call(self._keyring.get_keyring))
+                    chosen = self._chosen
+                if isinstance(chosen, self._keyring.backends.chainer.ChainerBackend):
+                    self._used = cast("KeyringBackend", _in_chain(self._chain(chosen)))
+                elif chosen is not self._given:
+                    unsuitable = _unsuitable(chosen)
+                    if unsuitable is not None:
+                        raise _Fault(*unsuitable)
+                    self._used = chosen
+                else:
+                    self._used = chosen
+            return self._used
+
+    @staticmethod
+    def _chain(chainer: Any) -> list[Any]:
+        """The backends a chain holds; the list is worked out at each read (each backend's
+        priority is asked again), and asking may fail as any backend call may."""
+        try:
+            return list(chainer.backends)
+        except Exception as exc:
+            raise _backend_fault(exc) from None
 
     @staticmethod
     def _call(function: Callable[..., _T], *args: str) -> _T:
@@ -573,7 +645,7 @@ class KeyringTokenCache:
         return cast(_T, value)
 
     def _warn(self, kind: str, reason: str, consequence: str) -> None:
-        backend = self._given if self._given is not None else self._chosen
+        backend = self._used or self._given or self._chosen
         where = f"service {self._service!r}"
         if backend is not None:
             where += f", {_backend_name(backend)}"

@@ -11,12 +11,10 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
 
 from . import _clock
 from ._discovery import discovery_urls, parse_discovery, remembered
@@ -25,27 +23,27 @@ from ._exceptions import (
     ConfigurationError,
     DiscoveryError,
     FedbearerError,
-    InvalidTokenResponseError,
     LoginError,
     LoginTimeoutError,
-    TokenEndpointError,
 )
+from ._http import TOKEN_REQUEST_TIMEOUT, call
 from ._interrupts import defers_interrupts, interruptible
 from ._protocol import (
-    MAX_TOKEN_RESPONSE_BYTES,
     CallbackKind,
     Federation,
     authorization_code_body,
     authorize_answer_problem,
     build_authorize_url,
+    expired_on_arrival,
     new_pkce,
     new_state,
     parse_token_response,
     redact_url,
     refresh_token_body,
+    without_expiry,
 )
 from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings, Verify
-from ._token import Token
+from ._token import Token, utc_from_timestamp
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -55,134 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedbearer.login")
 
-#: Timeout of a token endpoint call when it is not bounded by a login deadline (refresh, or
-#: a login with ``timeout=None``): a token endpoint that hangs must not hang the caller.
-TOKEN_REQUEST_TIMEOUT = 60.0
-
-
-class _NoAuth(requests.auth.AuthBase):
-    """Set on the token session so ``requests`` never adds ``.netrc`` credentials to it."""
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
-
-
-def _remaining(deadline: Optional[float], what: str = "token endpoint") -> float:
-    if deadline is None:
-        return TOKEN_REQUEST_TIMEOUT
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise LoginTimeoutError(
-            f"the login deadline passed before the {what} was called; pass a longer timeout"
-        )
-    return remaining
-
-
-def _read_bounded(
-    response: requests.Response, deadline: Optional[float], what: str = "token endpoint"
-) -> bytes:
-    """The body, at most :data:`MAX_TOKEN_RESPONSE_BYTES`, read before ``deadline``.
-
-    ``read1`` returns whatever has arrived, so the deadline is checked after every few
-    bytes a slow server drips, not after every full chunk (which a server sending a byte
-    every 50 ms would never complete). urllib3 1.x has no ``read1``: one byte at a time
-    there, which only costs a few milliseconds for a token response.
-    """
-    raw = response.raw
-    read1 = getattr(raw, "read1", None)
-    if read1 is not None:
-        pieces: Iterator[bytes] = iter(lambda: read1(16384, decode_content=True), b"")
-    else:  # pragma: no cover - urllib3 1.x only
-        pieces = response.iter_content(chunk_size=1)
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in pieces:
-        size += len(chunk)
-        if size > MAX_TOKEN_RESPONSE_BYTES:
-            raise InvalidTokenResponseError(
-                f"{what} answer exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes; "
-                "check the federation endpoint",
-                status=response.status_code,
-            )
-        if deadline is not None and time.monotonic() > deadline:
-            raise LoginTimeoutError(f"the {what} did not finish answering before the deadline")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-_FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-
-
-def _call(
-    url: str,
-    body: Optional[str],
-    *,
-    deadline: Optional[float],
-    verify: Verify,
-    what: str = "token endpoint",
-    error: type[TokenEndpointError] = TokenEndpointError,
-) -> tuple[int, bytes]:
-    """One call to the provider through a dedicated session: ``(status, body)``.
-
-    A POST of the form ``body``, or a GET when it is ``None``. A dedicated
-    ``requests.Session`` (never the caller's) keeps the caller's auth, hooks and adapters
-    out of the exchange, while ``responses`` mocks in users' tests still see it. Redirects
-    are not followed (a 3xx is an ``error``), the answer is read up to
-    :data:`MAX_TOKEN_RESPONSE_BYTES` and before ``deadline``, and messages name ``what``
-    and its URL but never the request body.
-    """
-    timeout = _remaining(deadline, what)
-    if deadline is None:
-        # No login deadline (a refresh, or timeout=None): the socket timeouts bound each read
-        # only, and a server dripping its answer would hold the caller for ever.
-        deadline = time.monotonic() + TOKEN_REQUEST_TIMEOUT
-    with requests.Session() as session:
-        session.auth = _NoAuth()
-        try:
-            response = session.request(
-                "GET" if body is None else "POST",
-                url,
-                data=body,
-                headers={"Accept": "application/json"} if body is None else _FORM_HEADERS,
-                timeout=(timeout, timeout),
-                verify=verify,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.Timeout:
-            raise LoginTimeoutError(
-                f"the {what} did not answer before the deadline; "
-                "the federation may be overloaded, try again"
-            ) from None
-        except requests.RequestException as exc:
-            # The exception names the host and port; the request body is not in it.
-            raise error(
-                f"could not reach the {what} {url} ({type(exc).__name__}); "
-                "check the endpoint and your network",
-            ) from exc
-        with response:
-            try:
-                raw = _read_bounded(response, deadline, what)
-            # Reading the raw stream raises urllib3's exceptions, not requests' wrappers.
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                if isinstance(
-                    exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-                ) or ("timed out" in str(exc).lower()):
-                    raise LoginTimeoutError(
-                        f"the {what} did not finish answering before the deadline"
-                    ) from None
-                raise error(
-                    f"the {what} {url} broke off its answer ({type(exc).__name__})",
-                    status=response.status_code,
-                ) from exc
-    if 300 <= response.status_code < 400:
-        raise error(
-            f"{what} answered with a redirect (HTTP {response.status_code}); "
-            "check the federation endpoint",
-            status=response.status_code,
-        )
-    return response.status_code, raw
-
 
 def post_token_request(
     token_url: str,
@@ -191,60 +61,102 @@ def post_token_request(
     deadline: Optional[float],
     verify: Verify,
     secrets_: tuple[str, ...],
+    session: Optional[requests.Session] = None,
 ) -> Token:
-    """POST a token request through a dedicated session (:func:`_call`) and parse the answer."""
+    """POST a token request (:func:`fedbearer._http.call`) and parse the answer.
+
+    A token already expired when it arrives (:func:`~fedbearer._protocol.expired_on_arrival`:
+    a JWT ``exp`` in the past, ``expires_in`` of a millisecond) is kept without expiry, with a
+    warning that names clock skew: it is used for the request at hand and renewed only once
+    the API refuses it. The other choice, refusing it, would fail every request of a machine
+    whose clock is wrong although the API accepts its tokens; used, it costs one refused
+    request when the token really is dead. Kept with its expiry, every request would open
+    the browser again.
+    """
     requested_at = _clock.now()
-    status, raw = _call(token_url, body, deadline=deadline, verify=verify)
-    return parse_token_response(status, raw, requested_at=requested_at, secrets_=secrets_)
+    answer = call(token_url, body, deadline=deadline, verify=verify, session=session)
+    token = parse_token_response(
+        answer.status, answer.body, requested_at=requested_at, secrets_=secrets_
+    )
+    received_at = _clock.now()
+    if expired_on_arrival(token, received_at):
+        assert token.expiration is not None
+        log.warning(
+            "the token endpoint %s issued a token that had expired when it arrived (it "
+            "expires %s; this machine's clock says %s): is this machine's clock, or the "
+            "provider's, wrong (clock skew)? Using it until the API refuses it",
+            token_url,
+            token.expiration.isoformat(timespec="milliseconds"),
+            utc_from_timestamp(received_at).isoformat(timespec="milliseconds"),
+        )
+        token = without_expiry(token)
+    return token
+
+
+def call_budget(settings: LoginSettings, timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT) -> float:
+    """Seconds a refresh or a logout may take with the provider: ``timeout`` (``None``:
+    :data:`TOKEN_REQUEST_TIMEOUT`), or the login ``timeout`` setting when that is shorter."""
+    budget = TOKEN_REQUEST_TIMEOUT if timeout is None else timeout
+    return budget if settings.timeout is None else min(budget, settings.timeout)
 
 
 def endpoints(settings: LoginSettings, *, deadline: Optional[float] = None) -> Federation:
     """Where the provider's endpoints are: from the settings, or from its discovery document.
 
     The document is read at most once per process for each issuer and way of checking it
-    (:func:`fedbearer._discovery.remembered`), through the same kind of dedicated,
-    TLS-verified session as the token requests, and within ``deadline`` (else
-    :data:`TOKEN_REQUEST_TIMEOUT`). A failure is a :class:`~fedbearer.DiscoveryError`
-    naming the issuer, and is not remembered.
+    (:func:`fedbearer._discovery.remembered`), as every call to the provider is
+    (:func:`fedbearer._http.call`), and within ``deadline`` (else
+    :data:`~fedbearer._http.TOKEN_REQUEST_TIMEOUT`). A failure is a
+    :class:`~fedbearer.DiscoveryError` naming the issuer, and is not remembered.
     """
     if settings.federation is not None:
         return settings.federation
     issuer = settings.issuer
     assert issuer is not None  # kind == "discovery"
     return remembered(
-        (issuer, settings.allow_insecure_http, settings.verify),
+        (issuer, settings.allow_insecure_http, (settings.verify, settings.session)),
         lambda: fetch_discovery(
             issuer,
             verify=settings.verify,
             allow_insecure_http=settings.allow_insecure_http,
             deadline=deadline,
+            session=settings.session,
         ),
     )
 
 
 @interruptible  # a login reads the document first: Ctrl-C must cut that wait short too
 def fetch_discovery(
-    issuer: str, *, verify: Verify, allow_insecure_http: bool, deadline: Optional[float]
+    issuer: str,
+    *,
+    verify: Verify,
+    allow_insecure_http: bool,
+    deadline: Optional[float],
+    session: Optional[requests.Session] = None,
 ) -> Federation:
     """Read and check the discovery document of ``issuer`` (no remembering: see
     :func:`endpoints`): OpenID Connect Discovery's location first, RFC 8414's when that
     one answers 404."""
     for url in discovery_urls(issuer):
         try:
-            status, raw = _call(url, None, deadline=deadline, verify=verify, what="discovery URL")
+            answer = call(
+                url, None, deadline=deadline, verify=verify, session=session, what="discovery URL"
+            )
+        except LoginTimeoutError as exc:  # the deadline, not the document, is the problem
+            raise LoginTimeoutError(f"reading the discovery document of {issuer}: {exc}") from exc
         except FedbearerError as exc:
             raise DiscoveryError(
                 f"could not read the discovery document of {issuer}: {exc}"
             ) from exc
-        if status != 404:
+        if answer.status != 404:
             break
-    log.debug("read the discovery document of %s at %s: HTTP %d", issuer, url, status)
+    log.debug("read the discovery document of %s at %s: HTTP %d", issuer, url, answer.status)
     return parse_discovery(
-        status, raw, issuer=issuer, url=url, allow_insecure_http=allow_insecure_http
+        answer.status, answer.body, issuer=issuer, url=url, allow_insecure_http=allow_insecure_http
     )
 
 
-#: Seconds each step of the pre-flight check may take (connect, then the answer's head).
+#: Seconds the pre-flight check may take, all told.
 PREFLIGHT_TIMEOUT = 5.0
 
 # What to check for each setting the pre-flight check can blame, in library and CLI terms.
@@ -273,7 +185,10 @@ _PROVIDER_HINTS = {
 
 @interruptible
 def preflight(
-    settings: LoginSettings, redirect_uri: str, federation: Optional[Federation] = None
+    settings: LoginSettings,
+    redirect_uri: str,
+    federation: Optional[Federation] = None,
+    login_deadline: Optional[float] = None,
 ) -> None:
     """Fail in seconds, not at the login timeout, when the federation cannot work.
 
@@ -283,16 +198,18 @@ def preflight(
     the TLS handshake, and an answer that refuses the request
     (:func:`~fedbearer._protocol.authorize_answer_problem`), raise
     :class:`~fedbearer.ConfigurationError` naming the setting to fix. A slow answer or a
-    5xx proves nothing and the login goes on.
+    5xx proves nothing and the login goes on. It takes at most :data:`PREFLIGHT_TIMEOUT`,
+    and never past ``login_deadline``.
     """
     if federation is None:
         federation = endpoints(settings)
     hints = _SETTING_HINTS if settings.kind == "federation" else _PROVIDER_HINTS
+    state = new_state()
     url = build_authorize_url(
         federation,
         client_id=settings.client_id,
         redirect_uri=redirect_uri,
-        state=new_state(),
+        state=state,
         challenge=new_pkce()[1],
         federation_id=settings.federation_id,
         scopes=settings.scopes,
@@ -300,54 +217,67 @@ def preflight(
     )
     where = urlsplit(federation.authorize_url).netloc
     endpoint_hint = hints["federation_endpoint"]
+    deadline = time.monotonic() + PREFLIGHT_TIMEOUT
     try:
-        with requests.Session() as session:
-            session.auth = _NoAuth()
-            response = session.get(
-                url,
-                # Says what it is in the federation's logs: not a login, a check.
-                headers={"User-Agent": f"fedbearer/{__version__} (pre-flight check)"},
-                allow_redirects=False,
-                timeout=(PREFLIGHT_TIMEOUT, PREFLIGHT_TIMEOUT),
-                verify=settings.verify,
-                stream=True,
-            )
-            with response:
-                body = b"" if response.status_code < 400 else _read_bounded(response, None)
-    except requests.exceptions.SSLError:
-        raise ConfigurationError(
-            f"the TLS handshake with {where} failed; {endpoint_hint} (http:// or https://), "
-            "or the CA bundle (verify=, REQUESTS_CA_BUNDLE) for a private certificate "
-            "authority"
-        ) from None
-    except requests.exceptions.ConnectTimeout:
-        raise ConfigurationError(
-            f"could not connect to {where} within {PREFLIGHT_TIMEOUT:g} s; {endpoint_hint}, "
-            "and the network or proxy settings (HTTPS_PROXY, NO_PROXY)"
-        ) from None
-    except requests.exceptions.ConnectionError as exc:
-        text = str(exc)
-        resolve = "NameResolution" in text or "getaddrinfo" in text or "Name or service" in text
-        what = "the host name does not resolve" if resolve else "the connection failed"
-        raise ConfigurationError(
-            f"cannot reach the federation at {where} ({what}); {endpoint_hint}, and the "
-            "network or proxy settings (HTTPS_PROXY, NO_PROXY)"
-        ) from None
-    except (requests.RequestException, FedbearerError) as exc:
+        answer = call(
+            url,
+            None,
+            deadline=deadline if login_deadline is None else min(deadline, login_deadline),
+            verify=settings.verify,
+            session=settings.session,
+            what="authorization endpoint",
+            # Says what it is in the federation's logs: not a login, a check.
+            headers={"User-Agent": f"fedbearer/{__version__} (pre-flight check)", "Accept": "*/*"},
+            read_body=lambda status: status >= 400,
+            redirect_is_error=False,
+        )
+    except FedbearerError as exc:
+        unreachable = _unreachable(exc, where, endpoint_hint)
+        if unreachable is not None:
+            raise unreachable from None
         log.info("pre-flight check of %s inconclusive (%s); going on", where, type(exc).__name__)
         return
     problem = authorize_answer_problem(
-        response.status_code,
-        response.headers.get("Location", ""),
-        body,
+        answer.status,
+        answer.headers.get("Location", ""),
+        answer.body,
         redirect_uri=redirect_uri,
+        secrets_=(state,),
     )
     if problem is not None:
         setting, reason = problem
         raise ConfigurationError(
             f"the federation refused the login request ({reason}); {hints[setting]}"
         )
-    log.debug("pre-flight check of %s: HTTP %d", where, response.status_code)
+    log.debug("pre-flight check of %s: HTTP %d", where, answer.status)
+
+
+def _unreachable(
+    exc: FedbearerError, where: str, endpoint_hint: str
+) -> Optional[ConfigurationError]:
+    """The pre-flight check's verdict on a failed call: a setting to fix, or ``None`` (a slow
+    or broken answer proves nothing about the settings)."""
+    if isinstance(exc, ConfigurationError):  # a CA bundle that does not exist
+        return exc
+    cause = exc.__cause__
+    if isinstance(cause, requests.exceptions.SSLError):
+        return ConfigurationError(f"{exc}; or {endpoint_hint} (http:// or https://)")
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return ConfigurationError(
+            f"could not connect to {where} within {PREFLIGHT_TIMEOUT:g} s; {endpoint_hint}, "
+            "and the network or proxy settings (HTTPS_PROXY, NO_PROXY, or session=)"
+        )
+    if isinstance(exc, LoginTimeoutError) or not isinstance(
+        cause, requests.exceptions.ConnectionError
+    ):
+        return None
+    text = str(cause)
+    resolve = "NameResolution" in text or "getaddrinfo" in text or "Name or service" in text
+    what = "the host name does not resolve" if resolve else "the connection failed"
+    return ConfigurationError(
+        f"cannot reach the federation at {where} ({what}); {endpoint_hint}, and the "
+        "network or proxy settings (HTTPS_PROXY, NO_PROXY, or session=)"
+    )
 
 
 @interruptible
@@ -361,6 +291,7 @@ def exchange_code(
     deadline: Optional[float],
     verify: Verify = True,
     client_secret: Optional[str] = None,
+    session: Optional[requests.Session] = None,
 ) -> Token:
     """Exchange an authorization code for a token (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
     body = authorization_code_body(
@@ -377,6 +308,7 @@ def exchange_code(
         deadline=deadline,
         verify=verify,
         secrets_=(code, verifier, client_secret or ""),
+        session=session,
     )
 
 
@@ -388,13 +320,16 @@ def refresh(
 ) -> Token:
     """Renew ``token`` with its refresh token (RFC 6749 §6).
 
-    When the answer carries no new refresh token the old one stays in use (RFC 6749 §6
-    lets the server keep it). Raises :class:`~fedbearer.InvalidGrantError` when the refresh
+    The provider calls (discovery when needed, the token request) share one deadline:
+    ``timeout`` seconds (``None``: :data:`~fedbearer._http.TOKEN_REQUEST_TIMEOUT`), or the
+    settings' login ``timeout`` when that is shorter (:func:`call_budget`). When the answer
+    carries no new refresh token the old one stays in use (RFC 6749 §6 lets the server
+    keep it). Raises :class:`~fedbearer.InvalidGrantError` when the refresh
     token is no longer accepted.
     """
     if not token.refresh_token:
         raise ConfigurationError("this token has no refresh token; log in instead")
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = time.monotonic() + call_budget(settings, timeout)
     token_url = endpoints(settings, deadline=deadline).token_url
     body = refresh_token_body(
         refresh_token=token.refresh_token,
@@ -408,6 +343,7 @@ def refresh(
         deadline=deadline,
         verify=settings.verify,
         secrets_=(token.refresh_token, token.token, settings.client_secret or ""),
+        session=settings.session,
     )
     if new.refresh_token is None:
         new = Token(
@@ -518,6 +454,7 @@ def authorize(
     app_name: str = "fedbearer",
     allow_insecure_http: bool = False,
     preflight: bool = True,
+    session: Optional[requests.Session] = None,
 ) -> Token:
     """Run one interactive login and return its token: :func:`login` for these settings.
 
@@ -541,6 +478,7 @@ def authorize(
             app_name=app_name,
             allow_insecure_http=allow_insecure_http,
             preflight=preflight,
+            session=session,
         )
     )
 
@@ -609,7 +547,7 @@ def login(settings: LoginSettings) -> Token:
         if settings.preflight and settings.opener is None:
             # Only when a person is to use the URL: a programmatic opener (a test, a
             # custom launcher) sees the federation's answer itself.
-            preflight(settings, redirect_uri, federation)
+            preflight(settings, redirect_uri, federation, deadline)
         url = build_authorize_url(
             federation,
             client_id=settings.client_id,
@@ -710,6 +648,7 @@ def login(settings: LoginSettings) -> Token:
                 deadline=deadline,
                 verify=settings.verify,
                 client_secret=settings.client_secret,
+                session=settings.session,
             )
         except FedbearerError:
             server.finish(

@@ -164,7 +164,12 @@ def _plain_http_refused(what: str, url: str) -> ConfigurationError:
 
 
 def check_url(
-    url: object, what: str, *, allow_insecure_http: bool = False, query: bool = True
+    url: object,
+    what: str,
+    *,
+    allow_insecure_http: bool = False,
+    query: bool = True,
+    reserved: frozenset[str] = frozenset(),
 ) -> str:
     """``url`` when it can be a provider's endpoint or issuer; it is kept exactly as given.
 
@@ -172,7 +177,8 @@ def check_url(
     or with ``allow_insecure_http`` (RFC 9700 §2.6, as for a federation endpoint). No user
     info, no fragment (RFC 6749 §3.1), no white space or control characters; a query only
     when ``query`` (an endpoint may have one, RFC 6749 §3.1; an issuer may not, RFC 8414
-    §2). Raises :class:`~fedbearer.ConfigurationError` naming ``what``.
+    §2), and none of the ``reserved`` parameter names in it. Raises
+    :class:`~fedbearer.ConfigurationError` naming ``what``.
     """
     if not isinstance(url, str) or not url:
         raise ConfigurationError(f"{what} must be a non-empty URL string")
@@ -194,6 +200,15 @@ def check_url(
     if parts.fragment or "#" in url or (parts.query and not query):
         allowed = "a fragment" if query else "a query or fragment"
         raise ConfigurationError(f"{what} {url[:200]!r} must not contain {allowed}")
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if name in reserved:
+            # Ours would be appended after it: two redirect_uri (or state, ...) in one
+            # request, and which one counts is up to the server (RFC 6749 §3.1 forbids it).
+            raise ConfigurationError(
+                f"{what} {url[:200]!r} already has {name!r} in its query, which fedbearer "
+                f"sets itself; remove it from the URL (extra parameters go in params=, "
+                f"--param)"
+            )
     return url
 
 
@@ -208,12 +223,17 @@ def provider_federation(
 ) -> Federation:
     """The endpoints of an OpenID provider other than a Nebius federation, checked.
 
-    Each URL passes :func:`check_url` and is used exactly as given. With an ``issuer``,
+    Each URL passes :func:`check_url` and is used exactly as given; the authorization
+    endpoint's query may not hold a parameter fedbearer sets itself (:data:`RESERVED_PARAMS`).
+    With an ``issuer``,
     the callback's ``iss`` must equal it (RFC 9207 §2.4: simple string comparison); without
     one, a callback that carries ``iss`` cannot be checked and is refused.
     """
     authorize_url = check_url(
-        authorization_endpoint, "authorization_endpoint", allow_insecure_http=allow_insecure_http
+        authorization_endpoint,
+        "authorization_endpoint",
+        allow_insecure_http=allow_insecure_http,
+        reserved=RESERVED_PARAMS,
     )
     token_url = check_url(token_endpoint, "token_endpoint", allow_insecure_http=allow_insecure_http)
     revocation_url = (
@@ -489,11 +509,15 @@ def parse_callback(query: str, *, state: str, issuers: frozenset[str]) -> Callba
     if iss is not None and iss not in issuers:
         return Callback(CallbackKind.WRONG_ISSUER)
     if params.get("error"):
+        # The provider may echo what it received or made in this leg into its text: the
+        # state, and a code sent along with the error. The verifier and a client secret
+        # never reach the authorization endpoint, so they cannot be in it.
+        secrets_ = (received, state, params.get("code"))
         return Callback(
             CallbackKind.ERROR,
-            error=_clean_text(params["error"], 100) or "unknown_error",
-            error_description=_clean_text(params.get("error_description"), 300),
-            error_uri=_clean_text(params.get("error_uri"), 300),
+            error=_clean_text(params["error"], 100, secrets_) or "unknown_error",
+            error_description=_clean_text(params.get("error_description"), 300, secrets_),
+            error_uri=_clean_text(params.get("error_uri"), 300, secrets_),
             iss=iss,
         )
     if params.get("code"):
@@ -501,10 +525,17 @@ def parse_callback(query: str, *, state: str, issuers: frozenset[str]) -> Callba
     return Callback(CallbackKind.MALFORMED)
 
 
-def _clean_text(value: Optional[str], limit: int) -> Optional[str]:
-    """Printable, bounded text from the federation, for messages and pages."""
+def _clean_text(
+    value: Optional[str], limit: int, secrets_: Sequence[Optional[str]] = ()
+) -> Optional[str]:
+    """Printable, bounded text from the federation, for messages and pages.
+
+    ``secrets_`` are scrubbed out (:func:`scrub`) *before* the text is cut to ``limit``:
+    cut first, a secret echoed across the cut would survive in part.
+    """
     if value is None:
         return None
+    value = scrub(value, secrets_)
     text = "".join(ch if ch.isprintable() else " " for ch in value).strip()
     if len(text) > limit:
         text = text[: limit - 1] + "…"
@@ -524,7 +555,12 @@ _AUTHORIZE_ERROR_SETTINGS = {
 
 
 def authorize_answer_problem(
-    status: int, location: str, body: bytes, *, redirect_uri: str
+    status: int,
+    location: str,
+    body: bytes,
+    *,
+    redirect_uri: str,
+    secrets_: Sequence[Optional[str]] = (),
 ) -> Optional[tuple[str, str]]:
     """What an answer to the authorization request says is misconfigured, or ``None``.
 
@@ -534,19 +570,21 @@ def authorize_answer_problem(
     problem itself. A 404 or 405 means there is no authorization endpoint at
     that path; another 4xx that the request (client id, redirect URI, federation id) was
     refused. 5xx says nothing about the settings. Returns ``(setting, reason)``: the
-    setting to check and what the federation said, cleaned and bounded.
+    setting to check and what the federation said, cleaned, scrubbed of ``secrets_`` (the
+    request's state, and the state and code the redirect carries) and bounded.
     """
     if 300 <= status < 400:
         parts = urlsplit(location)
         if not location.startswith(redirect_uri) or not parts.query:
             return None
         params = dict(parse_qsl(parts.query))
-        error = _clean_text(params.get("error"), 100)
+        secrets_ = (*secrets_, params.get("state"), params.get("code"))
+        error = _clean_text(params.get("error"), 100, secrets_)
         if error not in _AUTHORIZE_ERROR_SETTINGS:
             # access_denied, login_required, server_error, ...: about the user, a policy or
             # the moment, not the settings; the login itself will show it.
             return None
-        description = _clean_text(params.get("error_description"), 200)
+        description = _clean_text(params.get("error_description"), 200, secrets_)
         reason = error + (f": {description}" if description else "")
         return _AUTHORIZE_ERROR_SETTINGS[error], reason
     if status < 400 or status >= 500:
@@ -555,10 +593,12 @@ def authorize_answer_problem(
         return "federation_endpoint", f"HTTP {status}: no authorization endpoint there"
     data = _json_object(body)
     error = (
-        _clean_text(data.get("error"), 100) if data and isinstance(data.get("error"), str) else None
+        _clean_text(data.get("error"), 100, secrets_)
+        if data and isinstance(data.get("error"), str)
+        else None
     )
     description = (
-        _clean_text(data.get("error_description"), 200)
+        _clean_text(data.get("error_description"), 200, secrets_)
         if data and isinstance(data.get("error_description"), str)
         else None
     )
@@ -648,17 +688,21 @@ _TOKEN_ERRORS: Mapping[str, tuple[type[TokenEndpointError], str]] = {
 MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 
 
-def scrub(text: Optional[str], secrets_: tuple[str, ...]) -> Optional[str]:
-    """``text`` with every occurrence of the given secret values replaced."""
-    if text is None:
-        return None
-    for value in secrets_:
-        if value and len(value) >= 4:
-            text = text.replace(value, _REDACTED)
+def scrub(text: str, secrets_: Sequence[Optional[str]]) -> str:
+    """``text`` with every occurrence of the given secret values replaced.
+
+    Values shorter than 4 characters (and empty or ``None`` ones) are left alone: replacing
+    them would garble the text and hide nothing worth hiding. Longest first, so a secret
+    that contains another is replaced whole.
+    """
+    for value in sorted((v for v in secrets_ if v and len(v) >= 4), key=len, reverse=True):
+        text = text.replace(value, _REDACTED)
     return text
 
 
-def token_error(status: int, body: bytes, *, secrets_: tuple[str, ...] = ()) -> TokenEndpointError:
+def token_error(
+    status: int, body: bytes, *, secrets_: Sequence[Optional[str]] = ()
+) -> TokenEndpointError:
     """The typed error for a failed token response (RFC 6749 §5.2).
 
     Only the error code, a bounded description with ``secrets_`` scrubbed out, and the
@@ -690,7 +734,7 @@ def token_error(status: int, body: bytes, *, secrets_: tuple[str, ...] = ()) -> 
 
 
 def _error_fields(
-    body: bytes, secrets_: tuple[str, ...]
+    body: bytes, secrets_: Sequence[Optional[str]]
 ) -> Optional[tuple[str, Optional[str], Optional[str]]]:
     """``(error, description, uri)`` of an RFC 6749 §5.2 error body, cleaned, bounded and
     scrubbed of ``secrets_`` (a server may echo the request); ``None`` when it has none."""
@@ -698,11 +742,11 @@ def _error_fields(
     error = data.get("error") if data is not None else None
     if data is None or not isinstance(error, str) or not error:
         return None
-    code = _clean_text(error, 100) or "unknown_error"
+    code = _clean_text(error, 100, secrets_) or "unknown_error"
     raw_desc = data.get("error_description")
-    desc = scrub(_clean_text(raw_desc if isinstance(raw_desc, str) else None, 300), secrets_)
+    desc = _clean_text(raw_desc if isinstance(raw_desc, str) else None, 300, secrets_)
     raw_uri = data.get("error_uri")
-    uri = scrub(_clean_text(raw_uri if isinstance(raw_uri, str) else None, 300), secrets_)
+    uri = _clean_text(raw_uri if isinstance(raw_uri, str) else None, 300, secrets_)
     return code, desc, uri
 
 
@@ -725,7 +769,7 @@ def revocation_body(
 
 
 def parse_revocation_response(
-    status: int, body: bytes, *, token_type_hint: str, secrets_: tuple[str, ...] = ()
+    status: int, body: bytes, *, token_type_hint: str, secrets_: Sequence[Optional[str]] = ()
 ) -> bool:
     """Whether the token is revoked: True on 200 (RFC 7009 §2.2: also for a token the
     server no longer knows), False on ``unsupported_token_type`` (the server cannot revoke
@@ -768,7 +812,7 @@ def parse_token_response(
     body: bytes,
     *,
     requested_at: float,
-    secrets_: tuple[str, ...] = (),
+    secrets_: Sequence[Optional[str]] = (),
 ) -> Token:
     """Turn a token endpoint answer into a :class:`~fedbearer.Token` (RFC 6749 §5.1).
 
@@ -832,6 +876,26 @@ def parse_token_response(
         )
     except TokenDataError as exc:  # says which rule failed, never the value
         raise invalid(f"but {exc}") from None
+
+
+def expired_on_arrival(token: Token, received_at: float) -> bool:
+    """Whether ``token`` was already due for renewal when it arrived at ``received_at``:
+    expired, or with more than half its lifetime (from ``issued_at``, when the request was
+    sent) gone on the way. The next request would renew it again, and a renewal may be an
+    interactive login: one login per request. Its expiry then says nothing usable about
+    when the token ends (a clock is wrong, here or at the provider, or the provider's
+    ``expires_in`` is), and the caller treats it as a token that states none
+    (:func:`without_expiry`)."""
+    expires_at = token.expires_at
+    if expires_at is None:
+        return False
+    start = expires_at if token.issued_at is None else token.issued_at.timestamp()
+    return (start + expires_at) / 2 <= received_at
+
+
+def without_expiry(token: Token) -> Token:
+    """``token`` stating no expiry: used until the API refuses it (a 401 renews it)."""
+    return Token(token.token, None, refresh_token=token.refresh_token, issued_at=token.issued_at)
 
 
 # parse_token_response's marker for "no expires_in": None already means "unusable".

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
+import requests
+
 from ._exceptions import RevocationError
-from ._login import TOKEN_REQUEST_TIMEOUT, _call, endpoints
+from ._http import call
+from ._login import call_budget, endpoints
 from ._protocol import (
     REVOCATION_ORDER,
     Federation,
@@ -63,8 +66,9 @@ def revoke_token(
     token_type_hint: str,
     client_id: str,
     verify: Verify,
+    deadline: float,
     client_secret: Optional[str] = None,
-    timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT,
+    session: Optional[requests.Session] = None,
 ) -> bool:
     """Revoke ``token`` at the provider's revocation endpoint (RFC 7009 §2.1).
 
@@ -74,7 +78,6 @@ def revoke_token(
     the token nor the answer's body is in any message or log.
     """
     assert federation.revocation_url is not None
-    deadline = None if timeout is None else time.monotonic() + timeout
     body = revocation_body(
         token=token,
         token_type_hint=token_type_hint,
@@ -82,16 +85,20 @@ def revoke_token(
         client_secret=client_secret,
     )
     log.debug("revoking the %s at %s", token_type_hint, federation.revocation_url)
-    status, raw = _call(
+    answer = call(
         federation.revocation_url,
         body,
         deadline=deadline,
         verify=verify,
+        session=session,
         what="revocation endpoint",
         error=RevocationError,
     )
     return parse_revocation_response(
-        status, raw, token_type_hint=token_type_hint, secrets_=(token, client_secret or "")
+        answer.status,
+        answer.body,
+        token_type_hint=token_type_hint,
+        secrets_=(token, client_secret or ""),
     )
 
 
@@ -99,7 +106,9 @@ def revoke_all(settings: LoginSettings, tokens: Sequence[Token]) -> LogoutResult
     """Revoke every distinct refresh token in ``tokens``, then every access token.
 
     The provider is not contacted when there is nothing to revoke, and its discovery
-    document is read only then. The first failure stops the revocation and is raised.
+    document is read only then. The first failure stops the revocation and is raised. All
+    of it (discovery included) ends by one deadline: :data:`~fedbearer._http.TOKEN_REQUEST_TIMEOUT`
+    (30 s) from the start, or the settings' login ``timeout`` when that is shorter.
     """
     held = {
         kind: list(dict.fromkeys(value for value in values if value))
@@ -112,7 +121,8 @@ def revoke_all(settings: LoginSettings, tokens: Sequence[Token]) -> LogoutResult
     expiration = next((token.expiration for token in tokens), None)
     if not kinds:
         return LogoutResult(forgotten=False, revocation_endpoint=None)
-    federation = endpoints(settings)
+    deadline = time.monotonic() + call_budget(settings)
+    federation = endpoints(settings, deadline=deadline)
     if federation.revocation_url is None:
         log.info("%s has no revocation endpoint; forgetting the tokens only", settings.provider)
         return LogoutResult(
@@ -128,7 +138,9 @@ def revoke_all(settings: LoginSettings, tokens: Sequence[Token]) -> LogoutResult
                 token_type_hint=kind,
                 client_id=settings.client_id,
                 verify=settings.verify,
+                deadline=deadline,
                 client_secret=settings.client_secret,
+                session=settings.session,
             )
             (revoked if done else refused).append(kind)
     return LogoutResult(

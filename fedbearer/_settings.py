@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Literal, Optional, Union
 
+import requests
+
 from ._cache import cache_key, provider_cache_key
 from ._exceptions import ConfigurationError
 from ._protocol import (
@@ -163,7 +165,9 @@ class LoginSettings:
     :meth:`~fedbearer.FederationAuth.from_endpoints`): ``issuer``, or
     ``authorization_endpoint`` and ``token_endpoint`` (and ``revocation_endpoint``);
     ``scopes`` (normalised to a tuple, each once) and ``params`` (extra authorization
-    request parameters, normalised to ``(name, value)`` pairs); ``client_secret`` (only for a
+    request parameters, normalised to ``(name, value)`` pairs); ``session`` (the
+    :class:`requests.Session` whose ``verify``, ``cert``, ``proxies`` and adapter retries
+    every call to the provider uses; see :mod:`fedbearer._http`); ``client_secret`` (only for a
     provider that gives native apps a secret it does not treat as confidential and still
     asks for, as Google does; never shown in ``repr``). These are derived:
 
@@ -208,6 +212,7 @@ class LoginSettings:
     token_endpoint: Optional[str] = None
     revocation_endpoint: Optional[str] = None
     client_secret: Optional[str] = field(default=None, repr=False)
+    session: Optional[requests.Session] = field(default=None, repr=False, compare=False)
     kind: ProviderKind = field(init=False, repr=False, compare=False)
     federation: Optional[Federation] = field(init=False, repr=False, compare=False)
     cache_key: str = field(init=False, repr=False, compare=False)
@@ -263,6 +268,17 @@ class LoginSettings:
             raise ConfigurationError("opener must be a callable opener(url) -> bool | None")
         if not isinstance(self.verify, (bool, str)):
             raise ConfigurationError("verify must be True, False or a CA bundle path")
+        if self.session is not None:
+            if not isinstance(self.session, requests.Session):
+                raise ConfigurationError(
+                    "session must be a requests.Session (its verify, cert, proxies and "
+                    "adapters are used for the calls to the provider), or None"
+                )
+            if self.verify is not True:
+                raise ConfigurationError(
+                    "pass verify or session, not both: with a session, set its verify "
+                    "(session.verify = '/path/to/ca-bundle.pem')"
+                )
 
     def _nebius_federation(self, put: Callable[[str, object], None]) -> None:
         """A Nebius federation: the reference's request, byte for byte, and its cache key."""

@@ -174,3 +174,35 @@ def test_a_failed_fetch_is_not_remembered():
         remembered(key, fetch)
     assert remembered(key, fetch).issuer == ISSUER
     assert len(attempts) == 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        {
+            "redirect_uri",
+            "state",
+            "response_mode",
+            "response_type",
+            "client_id",
+            "scope",
+            "code_challenge",
+            "code_challenge_method",
+            "request",
+            "request_uri",
+        }
+    ),
+)
+def test_an_authorization_endpoint_that_holds_a_parameter_fedbearer_sets_is_refused(name):
+    endpoint = f"https://kc.example.com/auth?tenant=a&{name}=x"
+    with pytest.raises(DiscoveryError) as info:
+        parse_discovery(200, document(authorization_endpoint=endpoint), issuer=ISSUER, url=URL)
+    message = str(info.value)
+    assert ISSUER in message and "authorization_endpoint" in message
+    assert repr(name) in message and "remove it" in message
+
+
+def test_an_authorization_endpoint_with_other_parameters_keeps_them():
+    endpoint = "https://kc.example.com/auth?tenant=a&federation-id=f&State=kept"
+    fed = parse_discovery(200, document(authorization_endpoint=endpoint), issuer=ISSUER, url=URL)
+    assert fed.authorize_url == endpoint

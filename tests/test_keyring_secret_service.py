@@ -4,8 +4,10 @@ Each test writes a small Python script and runs it inside
 ``dbus-run-session -- sh -c '<unlock gnome-keyring-daemon>; exec python script'``, with
 ``HOME`` a temporary directory, so the keyring it creates is a throwaway one and the
 developer's own is never touched. The script prints one JSON line with what it saw; the
-test judges it. The keyring library chooses the backend by itself there, and each script
-checks that it chose ``keyring.backends.SecretService``.
+test judges it. The Secret Service backend is selected by name (``PYTHON_KEYRING_BACKEND``),
+so the tests mean the same with keyrings.alt installed, where the keyring library would
+choose its chain; where the library's own choice is the point (no bus, a chain with
+keyrings.alt's plaintext file), the test says so.
 
 Needs Debian's ``gnome-keyring`` and ``dbus-daemon`` (``dbus-run-session``); outside CI a
 missing one skips with that hint, with ``CI=true`` it fails.
@@ -20,11 +22,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
-from .conftest import skip_or_fail
+from .conftest import import_or_fail, skip_or_fail
 
 REPO = Path(__file__).resolve().parent.parent
 APT_HINT = "apt-get install -y gnome-keyring dbus-daemon"
@@ -68,12 +70,19 @@ def report(**result):
 
 
 def run_script(
-    tmp_path: Path, body: str, *args: str, session: str = "unlocked", timeout: float = 120
+    tmp_path: Path,
+    body: str,
+    *args: str,
+    session: str = "unlocked",
+    timeout: float = 120,
+    backend: Optional[str] = None,
 ) -> dict[str, Any]:
     """Run ``PRELUDE + body`` with ``args``; in a D-Bus session whose GNOME Keyring is
     ``"unlocked"`` (a login keyring with a password), ``"never-unlocked"`` (the daemon runs,
     no keyring was ever created or unlocked) or ``"broken"`` (its ``HOME`` does not exist,
-    so it can create nothing), or with ``"no-bus"`` at all."""
+    so it can create nothing), or with ``"no-bus"`` at all. ``backend`` selects the keyring
+    backend by name (default: the Secret Service's; ``"chosen"``: the keyring library's
+    own choice)."""
     require_secret_service()
     home = tmp_path / "home"
     if session != "broken":
@@ -82,7 +91,9 @@ def run_script(
     script.write_text(PRELUDE + body)
     env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO), KEYRING_PASSWORD=KEYRING_PASSWORD)
     for name in ("PYTHON_KEYRING_BACKEND", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "DISPLAY"):
-        env.pop(name, None)  # the keyring library's own choice, in this HOME, with no screen
+        env.pop(name, None)  # in this HOME, with no screen
+    if backend != "chosen":
+        env["PYTHON_KEYRING_BACKEND"] = backend or SECRET_SERVICE
     python = shlex.join([sys.executable, str(script), *args])
     if session == "no-bus":
         env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={tmp_path / 'no-bus-here'}"
@@ -235,7 +246,9 @@ for folder, _, names in os.walk(root):  # the keyring's HOME, the lock files, ev
         if os.path.isfile(path) and not os.path.islink(path):
             with open(path, "rb") as file:
                 data = file.read()
-            if any(secret in data for secret in secrets):
+            # keyrings.alt's files hold base64: any fedbearer entry there counts.
+            plain_keyring = name.endswith("_pass.cfg") and b"fedbearer" in data
+            if plain_keyring or any(secret in data for secret in secrets):
                 in_files.append(path)
 report(logins=logins, in_files=in_files)
 """
@@ -248,11 +261,21 @@ secretstorage.get_default_collection(connection).lock()
 """
 
 
+#: What the keyring library chooses with no D-Bus: its ``fail`` backend; with keyrings.alt
+#: installed, its plaintext-file backend or a chain of keyrings.alt's backends. Each is
+#: refused the same way.
+NO_BUS_CHOICES = (
+    "keyring.backends.fail.Keyring",
+    "keyrings.alt.file.PlaintextKeyring",
+    "keyring.backends.chainer.ChainerBackend",
+)
+
+
 @pytest.mark.parametrize(
     ("session", "prelude", "expected_backend", "says"),
     [
-        # Over SSH, in a container: no D-Bus session bus at all.
-        ("no-bus", "", "keyring.backends.fail.Keyring", "no keyring is available"),
+        # Over SSH, in a container: no D-Bus session bus at all; the library's own choice.
+        ("no-bus", "", "chosen", "no keyring is available"),
         # A login keyring that is locked: the unlock prompt cannot show (no display).
         ("unlocked", LOCK_COLLECTION, SECRET_SERVICE, "is locked"),
         # No keyring was ever created: the prompt to create one cannot show either.
@@ -271,10 +294,44 @@ def test_a_secret_service_that_cannot_serve_is_a_warning_and_the_login_goes_on(
         str(tmp_path / "locks"),
         str(tmp_path),
         session=session,
+        backend="chosen" if expected_backend == "chosen" else SECRET_SERVICE,
     )
 
-    assert result["backend"] == expected_backend
+    if expected_backend == "chosen":
+        assert result["backend"] in NO_BUS_CHOICES
+    else:
+        assert result["backend"] == expected_backend
     assert result["logins"] == 1  # the cache failed, the login did not
     assert any(says in message for message in result["warnings"]), result["warnings"]
     assert all("was not saved" in m or "continuing without" in m for m in result["warnings"])
     assert result["in_files"] == []  # never a plaintext fallback
+
+
+SECRET_SERVICE_ITEMS = """
+import secretstorage
+connection = secretstorage.dbus_init()
+items = secretstorage.get_default_collection(connection).get_all_items()
+services = [item.get_attributes().get("service") for item in items]
+report(logins=logins, in_files=in_files, services=services)
+"""
+
+
+def test_with_keyrings_alt_installed_tokens_go_to_the_secret_service_never_the_plain_file(
+    tmp_path,
+):
+    """Debian and Ubuntu install keyrings.alt beside the Secret Service backend: the keyring
+    library then chooses its chain, which holds keyrings.alt's plaintext-file backend."""
+    import_or_fail("keyrings.alt.file")
+    result = run_script(
+        tmp_path,
+        LOGIN_WITHOUT_KEYRING + SECRET_SERVICE_ITEMS,
+        str(tmp_path / "locks"),
+        str(tmp_path),
+        backend="chosen",
+    )
+
+    assert result["backend"] == "keyring.backends.chainer.ChainerBackend"
+    assert result["warnings"] == []
+    assert result["logins"] == 1
+    assert result["services"].count("fedbearer") == 1  # the token, in the Secret Service
+    assert result["in_files"] == []  # and in no file: keyring_pass.cfg included

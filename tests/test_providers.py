@@ -487,3 +487,26 @@ def test_fedbearer_token_serves_another_provider_and_logout_leaves_it_alone(
     assert result.revoked == ("refresh_token", "access_token")
     assert fed.is_valid(ready) and auth.get_token().token == ready  # the environment's own
     assert cache.get(auth.bearer.name) is None
+
+
+@pytest.mark.parametrize("name", ["redirect_uri", "state", "response_mode", "code_challenge"])
+def test_an_authorization_endpoint_holding_a_reserved_parameter_fails_at_construction(name):
+    with pytest.raises(ConfigurationError) as info:
+        FederationAuth.from_endpoints(
+            "c",
+            authorization_endpoint=f"https://i.example/authorize?{name}=https%3A%2F%2Fevil",
+            token_endpoint="https://i.example/token",
+        )
+    assert "authorization_endpoint" in str(info.value) and repr(name) in str(info.value)
+
+
+def test_a_discovered_authorization_endpoint_with_a_redirect_uri_is_refused_before_login(
+    make_provider,
+):
+    fed = make_provider(layout="keycloak")
+    fed.metadata["authorization_endpoint"] = fed.authorize_url + "?redirect_uri=https%3A%2F%2Fe"
+    auth = from_issuer(fed)
+    with pytest.raises(DiscoveryError) as info:
+        session_with(auth).get(fed.whoami_url)
+    assert "authorization_endpoint" in str(info.value) and "'redirect_uri'" in str(info.value)
+    assert fed.authorize_requests == 0 and fed.logins == 0

@@ -22,6 +22,7 @@ from fedbearer import (
     InvalidTokenResponseError,
     LoginTimeoutError,
     TokenEndpointError,
+    _http,
     _login,
     _protocol,
 )
@@ -316,7 +317,7 @@ def test_token_call_is_bounded_and_typed_whatever_the_socket_does(behaviour, err
 def test_token_call_without_a_deadline_is_still_bounded_overall(monkeypatch):
     """``timeout=None`` (no login deadline): a server that drips its answer forever must not
     hold the caller for ever; TOKEN_REQUEST_TIMEOUT bounds the whole call, not each read."""
-    monkeypatch.setattr(_login, "TOKEN_REQUEST_TIMEOUT", 1.0)
+    monkeypatch.setattr(_http, "TOKEN_REQUEST_TIMEOUT", 1.0)
     code = "the-code-" + "c" * 30
     body = _protocol.authorization_code_body(
         code=code, redirect_uri="http://127.0.0.1:1", client_id="c", verifier="v" * 43

@@ -6,6 +6,7 @@ intercept it, and a no-proxy opener, so ``HTTP(S)_PROXY`` cannot route loopback 
 
 from __future__ import annotations
 
+import ssl
 import threading
 from email.message import Message
 from html.parser import HTMLParser
@@ -14,6 +15,7 @@ from urllib.error import HTTPError
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 from urllib.request import (
     HTTPRedirectHandler,
+    HTTPSHandler,
     ProxyHandler,
     Request,
     build_opener,
@@ -100,6 +102,7 @@ class ProgrammaticBrowser:
         user: Optional[str] = None,
         max_hops: int = 5,
         timeout: float = 10.0,
+        ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         self.approve = approve
         self.user = user
@@ -113,7 +116,9 @@ class ProgrammaticBrowser:
         self.last_headers: Optional[Message] = None
         self.error: Optional[BaseException] = None
         self._thread: Optional[threading.Thread] = None
-        self._opener = build_opener(ProxyHandler({}), _NoRedirects())
+        # ssl_context: trust for an https:// LocalFederation (a test's private CA).
+        handlers = [] if ssl_context is None else [HTTPSHandler(context=ssl_context)]
+        self._opener = build_opener(ProxyHandler({}), _NoRedirects(), *handlers)
 
     def __repr__(self) -> str:
         return (

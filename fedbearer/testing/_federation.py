@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import socket
+import ssl
 import struct
 import threading
 from collections import deque
@@ -393,6 +394,7 @@ class LocalFederation:
         metadata: Optional[Mapping[str, Any]] = None,
         scopes_supported: Collection[str] = DEFAULT_SCOPES,
         client_secret: Optional[str] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         if token_lifetime is not None and token_lifetime < 0:
             raise ValueError("token_lifetime must be >= 0 or None")
@@ -421,10 +423,17 @@ class LocalFederation:
         #: A secret the token and revocation endpoints require of the client, as Google
         #: does of its "Desktop app" clients; ``None``: a public client, which sends none.
         self.client_secret = client_secret
+        #: Serve HTTPS with this server-side context (a test's private CA, e.g. ``trustme``;
+        #: a client certificate is required when the context says so); ``None``: plain HTTP.
+        self.ssl_context = ssl_context
         self.client_id = client_id
         self.federation_id = federation_id
         self.auto_approve = auto_approve
         self.token_lifetime = token_lifetime
+        #: The ``expires_in`` the token endpoint announces instead of ``token_lifetime``
+        #: (which still decides how long a token is accepted), to play a provider whose
+        #: announcement, or clock, is wrong: ``0.001`` makes tokens expire on arrival.
+        self.expires_in: Optional[float] = None
         self.issue_refresh_tokens = issue_refresh_tokens
         self.code_lifetime = code_lifetime
         self.send_iss = send_iss
@@ -471,6 +480,11 @@ class LocalFederation:
                 raise RuntimeError("a LocalFederation can be started once")
             server = _Server(("127.0.0.1", 0), _Handler)
             server.federation = self
+            if self.ssl_context is not None:
+                # The handshake happens on the first read, in the request's own thread.
+                server.socket = self.ssl_context.wrap_socket(
+                    server.socket, server_side=True, do_handshake_on_connect=False
+                )
             self._server = server
         # A new server at this address: endpoints fedbearer remembered from an earlier one
         # on the same port (a test before this one) would be stale.
@@ -523,7 +537,8 @@ class LocalFederation:
         server = self._server
         if server is None:
             return None
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://127.0.0.1:{server.server_address[1]}"
 
     def _endpoint_or_none(self) -> Optional[str]:
         origin = self._origin_or_none()
@@ -531,7 +546,7 @@ class LocalFederation:
 
     @property
     def origin(self) -> str:
-        """``http://127.0.0.1:<port>``; valid once started."""
+        """``http://127.0.0.1:<port>`` (``https://`` with ``ssl_context``); valid once started."""
         origin = self._origin_or_none()
         if origin is None:
             raise RuntimeError("LocalFederation is not running; use start() or 'with'")
@@ -822,7 +837,9 @@ class LocalFederation:
 
     def _token_response(self, grant: _Grant) -> dict[str, Any]:
         body: dict[str, Any] = {"access_token": self._mint_access(grant), "token_type": "Bearer"}
-        if self.token_lifetime is not None:
+        if self.expires_in is not None:
+            body["expires_in"] = self.expires_in
+        elif self.token_lifetime is not None:
             body["expires_in"] = self.token_lifetime
         if self.issue_refresh_tokens:
             refresh = secrets.token_urlsafe(32)
