@@ -17,8 +17,9 @@ BENCHMARKS = {
     "hot_path": "auth(r) with a token in memory vs a static-header AuthBase",
     "loopback_get": "a GET through a Session with FederationAuth vs a static header",
     "login": "a full login vs the same HTTP exchanges by hand; memory of one login",
-    "token_command": "fedbearer token with a cached token vs import requests, yaml",
+    "token_command": "fedbearer token with a cached token vs python -c pass",
     "single_flight": "logins and renewals caused by crowds of threads and processes",
+    "httpx_path": "httpx token path vs a static-header httpx.Auth; 100 async tasks -> logins",
 }
 
 

@@ -1,10 +1,11 @@
-"""``fedbearer token`` with a cached token, as a whole process, vs ``import requests, yaml``.
+"""``fedbearer token`` with a cached token, as a whole process, vs a bare ``python -c pass``.
 
-This is what a shell user feels on every ``$(fedbearer token)``: interpreter start-up, the
-imports, reading the cache file and printing. The floor is a process that only imports the
-two libraries any such tool needs. Each side runs in N fresh processes, alternately; the
-CPU time (user + system, from ``getrusage``) is the stable measure on a busy machine, the
-wall time is shown beside it.
+This is what ``kubectl`` pays before every command when fedbearer is its exec credential
+plugin, and a shell user on every ``$(fedbearer token)``: interpreter start-up, the
+imports, reading the cache file and printing. The floor is the interpreter alone. Each side
+runs in N fresh processes, alternately; the CPU time (user + system, from ``getrusage``) is
+the stable measure on a busy machine, the wall time is shown beside it. The ratio is the
+median of the per-pair ratios.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fedbearer import FileTokenCache, Token, cache_key
 
 from ._common import Result, quartiles
 
-TARGET = 1.3
+TARGET = 5.0
 
 _IDENTITY = ["--client-id", "bench", "--federation-endpoint", "https://auth.example"]
 _IDENTITY += ["--federation-id", "bench-fed"]
@@ -40,7 +41,7 @@ def _child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    n = 10 if quick else 31
+    n = 10 if quick else 41
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "HOME": home, "PYTHONPATH": root}
@@ -51,7 +52,7 @@ def run(quick: bool = False) -> list[Result]:
             key, Token("cached-bench-token", expires)
         )
         ours_argv = [sys.executable, "-m", "fedbearer", "token", *_IDENTITY]
-        floor_argv = [sys.executable, "-c", "import requests, yaml"]
+        floor_argv = [sys.executable, "-c", "pass"]
         out = subprocess.run(ours_argv, capture_output=True, text=True, env=env, check=True)
         assert out.stdout.strip() == "cached-bench-token", out  # the cached path, no login
         for _ in range(3):  # warm the bytecode caches and the OS file cache
@@ -66,14 +67,13 @@ def run(quick: bool = False) -> list[Result]:
     results = []
     for index, (name, note) in enumerate(
         (
-            ("fedbearer token (cached) vs import requests, yaml", "CPU time of the process"),
+            ("fedbearer token (cached) vs python -c pass", "CPU time of the process"),
             ("  same, wall time", "wall time, start-up included"),
         )
     ):
         a = [x[index] for x in ours]
         b = [x[index] for x in floor]
-        low, _mid, high = quartiles([x / y for x, y in zip(a, b)])
-        ratio = statistics.median(a) / statistics.median(b)
+        low, ratio, high = quartiles([x / y for x, y in zip(a, b)])
         results.append(
             Result(
                 name,

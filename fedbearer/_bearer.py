@@ -10,11 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, Optional
 
-import requests
-
 from ._exceptions import InteractionRequiredError
-from ._http import TOKEN_REQUEST_TIMEOUT
-from ._login import login, refresh
 from ._login_command import login_command
 from ._settings import (
     DEFAULT_LOGIN_TIMEOUT,
@@ -26,6 +22,8 @@ from ._settings import (
 from ._token import Token
 
 if TYPE_CHECKING:
+    import requests
+
     from ._browser import Opener
 
 # Sentinel for "use the bearer's timeout": None already means "no limit", and a number
@@ -40,7 +38,7 @@ class Bearer:
     ``client_id`` is the OAuth client, ``federation_endpoint`` the federation's address
     (``https://`` assumed; ``http://`` kept for a federation on this machine; a path prefix
     is kept), ``federation_id`` is sent as ``federation-id``. They are validated once, into
-    :attr:`settings` (a :class:`~fedbearer.LoginSettings`).
+    ``settings`` (a :class:`~fedbearer.LoginSettings`).
 
     Keyword options:
 
@@ -56,7 +54,7 @@ class Bearer:
         ``$FEDBEARER_CALLBACK_PORT`` when set, else a free port chosen by the system. A busy
         port is a :class:`~fedbearer.ConfigurationError`.
     ``opener``
-        Callable ``opener(url) -> bool | None`` used instead of :mod:`webbrowser` (tests,
+        Callable ``opener(url) -> bool | None`` used instead of ``webbrowser`` (tests,
         custom launchers). It runs on a background thread; returning False means "could not".
     ``verify``
         TLS verification for every call to the provider: ``True``, ``False`` or a CA bundle
@@ -169,13 +167,15 @@ class Bearer:
         """A receiver that runs one interactive login per :meth:`Receiver.fetch`."""
         return Receiver(self)
 
-    def refresh(self, token: Token, *, timeout: Optional[float] = TOKEN_REQUEST_TIMEOUT) -> Token:
+    def refresh(self, token: Token, *, timeout: Optional[float] = None) -> Token:
         """Renew ``token`` with its refresh token (RFC 6749 §6).
 
         The provider calls end by one deadline: ``timeout`` seconds (``None``: the default,
         :data:`~fedbearer._http.TOKEN_REQUEST_TIMEOUT`, 30 s), or the login ``timeout`` when
         that is shorter.
         """
+        from ._login import refresh  # the HTTP stack (requests): only for a refresh
+
         return refresh(self.settings, token, timeout=check_timeout(timeout))
 
     def __repr__(self) -> str:
@@ -248,6 +248,8 @@ class Receiver:
             )
         if timeout is not _UNSET:
             settings = replace(settings, timeout=timeout)
+        from ._login import login  # the HTTP stack, the loopback server: only for a login
+
         return login(settings)
 
     def __repr__(self) -> str:

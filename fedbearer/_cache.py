@@ -40,11 +40,13 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 from urllib.parse import urlsplit
 
-import portalocker
-
 from . import _clock, _files, _journal
 from ._exceptions import ConfigurationError, TokenDataError
 from ._token import Token
+
+if sys.platform != "win32":
+    import errno
+    import fcntl
 
 __all__ = [
     "DEFAULT_CACHE_FILE",
@@ -312,14 +314,32 @@ def _os_fault(exc: OSError) -> _Fault:
 def _try_lock(fd: int) -> bool:
     """One non-blocking attempt at the exclusive lock the reference takes.
 
-    portalocker is what the Nebius Python SDK uses (``fcntl.flock`` on POSIX, which is also
-    what gofrs/flock in the Go SDK uses), so all three exclude each other.
+    The Nebius Python SDK takes it through portalocker, whose POSIX locker is
+    ``fcntl.flock`` (``LockFlags.EXCLUSIVE | NON_BLOCKING`` is ``LOCK_EX | LOCK_NB``), and
+    gofrs/flock in the Go SDK calls ``flock`` too, so all three exclude each other. On POSIX
+    that one call is made here directly: ``import portalocker`` reads its package metadata
+    through ``importlib.metadata`` for a version string, which costs a cached
+    ``fedbearer token`` more than everything else it does with the file. Windows has no
+    ``flock``: there portalocker's ``msvcrt`` lock is the one the SDK takes, so it is used.
     """
+    if sys.platform == "win32":
+        import portalocker
+
+        try:
+            portalocker.lock(
+                fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+            )
+        except portalocker.AlreadyLocked:
+            return False
+        except portalocker.LockException as exc:
+            raise _Fault("lock-unsupported", "file locking failed on this file system") from exc
+        return True
     try:
-        portalocker.lock(fd, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
-    except portalocker.AlreadyLocked:
-        return False
-    except portalocker.LockException as exc:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        # What portalocker calls AlreadyLocked; any other error is its LockException.
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return False
         raise _Fault("lock-unsupported", "file locking failed on this file system") from exc
     return True
 
@@ -328,7 +348,12 @@ def _unlock_close(fd: int) -> None:
     # Unlock explicitly: after a fork the child shares the open file description, and a
     # close alone would keep the lock held for as long as the child lives.
     with contextlib.suppress(Exception):
-        portalocker.unlock(fd)
+        if sys.platform == "win32":
+            import portalocker
+
+            portalocker.unlock(fd)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
 
 

@@ -36,14 +36,14 @@ from ._keyring import KeyringTokenCache
 from ._nebius_config import load_nebius_profile
 from ._origins import is_loopback_http, parse_hosts
 from ._profiles import load_profiles
-from ._revocation import LogoutResult, revoke_all
-from ._settings import LoginSettings, Verify, test_guard
+from ._settings import LoginSettings, Verify, require_issuer, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
     import requests  # a type only: the core makes no HTTP request of its own
 
     from ._browser import Opener
+    from ._revocation import LogoutResult
 
 log = logging.getLogger("fedbearer.auth")
 
@@ -171,8 +171,9 @@ class Credentials:
     cache (another process may have renewed), the refresh token, then one interactive login
     under the cache's cross-process login lock.
 
-    A token from the environment (:attr:`token_variable`) is sent as it is: never renewed,
-    cached or revoked, and a 401 for it is returned with one warning.
+    A token from the environment (:attr:`~fedbearer.FederationAuth.token_variable`) is sent
+    as it is: never renewed, cached or revoked, and a 401 for it is returned with one
+    warning.
 
     Picklable: the locks are recreated and the token in memory is left out (it is a secret,
     and the cache has it).
@@ -334,6 +335,8 @@ class Credentials:
 
         See :meth:`fedbearer.FederationAuth.logout`.
         """
+        from ._revocation import revoke_all  # the HTTP stack: only a logout revokes
+
         key = self.bearer.name
         settings = self.bearer.settings
         own = self.snapshot[0] if self.token_variable is None else None
@@ -605,6 +608,7 @@ class FederationAuthBase:
         CLI's.
         """
         _check_options(cls, "from_issuer", options, _OPTIONS)
+        require_issuer(issuer)
         return cls._for_provider(
             client_id,
             options,
@@ -710,9 +714,9 @@ class FederationAuthBase:
         then still work until they expire. Holds the renewal lock and the cache's login
         lock meanwhile, so no renewal here or in another process puts a token back halfway.
 
-        A token from the environment (:attr:`token_variable`) is the environment's: it is
-        neither revoked nor forgotten, and this object goes on sending it; only the cache
-        entry is revoked and removed.
+        A token from the environment (:attr:`~fedbearer.FederationAuth.token_variable`) is
+        the environment's: it is neither revoked nor forgotten, and this object goes on
+        sending it; only the cache entry is revoked and removed.
         """
         return self.credentials.logout()
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -216,6 +215,10 @@ def remember_profile(profile: RememberedProfile, path: Optional[str] = None) -> 
     Read, changed and replaced under a lock, so two logins at once both land; the file is
     written to a temporary name and renamed, so a crash never leaves half of it.
     """
+    # Imported here: only a login writes this file, and `fedbearer token` only reads it;
+    # tempfile brings shutil, random and the compression modules.
+    import tempfile
+
     path = default_profiles_file() if path is None else os.path.expanduser(path)
     try:
         with _locked(path):

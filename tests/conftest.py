@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from fedbearer import FederationAuth, MemoryTokenCache, _bearer, _cache, _login, _protocol
+from fedbearer import FederationAuth, MemoryTokenCache, _cache, _login, _protocol
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 _ENV_TO_CLEAR = (
@@ -224,7 +224,7 @@ class SecretRecorder:
         self.codes: list[str] = []
         self.tokens: list[str] = []
         real_pkce, real_state = _protocol.new_pkce, _protocol.new_state
-        real_exchange, real_refresh = _login.exchange_code, _bearer.refresh
+        real_exchange, real_refresh = _login.exchange_code, _login.refresh
 
         def pkce():
             verifier, challenge = real_pkce()
@@ -246,7 +246,7 @@ class SecretRecorder:
         monkeypatch.setattr(_login, "new_pkce", pkce)
         monkeypatch.setattr(_login, "new_state", state)
         monkeypatch.setattr(_login, "exchange_code", exchange)
-        monkeypatch.setattr(_bearer, "refresh", refresh)
+        monkeypatch.setattr(_login, "refresh", refresh)
 
     def token(self, token):
         """Record a token's secrets too (one made outside a login); returns it."""

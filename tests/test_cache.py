@@ -733,6 +733,31 @@ def _hold_cache_lock(path, locked, release):
         release.wait(30)
 
 
+def test_the_cache_lock_is_the_one_portalocker_takes_both_ways(path):
+    """fedbearer calls flock itself (portalocker's import is slow); the Nebius Python SDK
+    locks through portalocker. Each must find the other's lock held (flock locks belong
+    to an open file, so two opens in one process conflict as two processes would)."""
+    import portalocker
+
+    from fedbearer import _cache
+
+    FileTokenCache(path).put(KEY, tok())
+    fd = _cache._acquire(str(path), os.O_RDWR, 1.0, 0.05)
+    assert fd is not None
+    try:
+        with open(path, "a") as fh, pytest.raises(portalocker.AlreadyLocked):
+            portalocker.lock(
+                fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
+            )
+    finally:
+        _cache._unlock_close(fd)
+    with open(path, "a") as fh:  # released: portalocker gets it, and then fedbearer does not
+        portalocker.lock(fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+        assert _cache._acquire(str(path), os.O_RDWR, 0.1, 0.05) is None
+        portalocker.unlock(fh)
+    assert FileTokenCache(path).get(KEY) is not None
+
+
 def test_lock_timeout_is_a_miss_and_a_skipped_write(path):
     cache = FileTokenCache(path, lock_timeout=0.2)
     stored = tok()

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from fedbearer import FederationAuth, FileTokenCache, LoginTimeoutError, Token, _clock, cache_key
+from fedbearer import FileTokenCache, LoginTimeoutError, Token, _clock, cache_key
 from fedbearer._cli import (
     EXIT_FAILURE,
     EXIT_INTERACTION_REQUIRED,
@@ -36,6 +36,7 @@ from fedbearer._cli import (
     main,
 )
 from fedbearer._cli.output import Progress, subject
+from fedbearer._credentials import Credentials
 
 from .conftest import wait_for
 
@@ -698,7 +699,7 @@ def test_token_points_stdout_at_stderr_during_the_login_and_restores_it(
         seen["stdout_is_stderr"] = sys.stdout is sys.stderr
         raise failure("stop here")
 
-    monkeypatch.setattr(FederationAuth, "get_token", get_token)
+    monkeypatch.setattr(Credentials, "get_token", get_token)
     status = main(["token", *flags(local_federation)])
     assert status == (EXIT_INTERRUPTED if failure is KeyboardInterrupt else EXIT_FAILURE)
     assert seen == {"fd1_is_stderr": True, "stdout_is_stderr": True}
@@ -843,7 +844,7 @@ def test_an_error_raised_while_ctrl_c_unwinds_is_still_an_interrupt(
         except KeyboardInterrupt:
             raise RuntimeError("release unlocked lock")  # noqa: B904 - as threading does
 
-    monkeypatch.setattr(FederationAuth, "get_token", get_token)
+    monkeypatch.setattr(Credentials, "get_token", get_token)
     assert main(["login", *flags(local_federation)]) == EXIT_INTERRUPTED
     err = capsys.readouterr().err
     assert err.rstrip().endswith("fedbearer login: interrupted") and "unexpected" not in err

@@ -1,10 +1,11 @@
 """The ``fedbearer`` command: log in, print a token, log out, list the cache, run the demo.
 
 ``fedbearer login | token | logout | status`` work on the token cache shared with the
-Nebius CLI (``~/.nebius/credentials.yaml`` unless ``--cache-file``) through the public API:
-``FederationAuth(...).get_token()`` decides between the cached token, its refresh token and
-an interactive login. ``fedbearer demo`` runs the whole thing against a local federation
-(:mod:`fedbearer.testing.demo`).
+Nebius CLI (``~/.nebius/credentials.yaml`` unless ``--cache-file``) through the token core
+that ``FederationAuth`` is built on: ``Credentials(...).get_token()`` decides between the
+cached token, its refresh token and an interactive login. A cached ``fedbearer token``
+imports no HTTP library (see ``docs/performance.rst``). ``fedbearer demo`` runs the whole
+thing against a local federation (:mod:`fedbearer.testing.demo`).
 
 - :mod:`.options`: the parser, and the identity and cache the options resolve to.
 - :mod:`.commands`: one function per command, and :func:`main` with the exit codes.

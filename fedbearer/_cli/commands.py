@@ -17,14 +17,16 @@ from datetime import datetime
 from typing import IO, Any, Callable, Optional, cast
 
 from .. import _clock
-from .._auth import FederationAuth
+from .._bearer import Bearer
 from .._cache import TokenCache, default_cache, provider_cache
+from .._credentials import Credentials
 from .._env_token import environment_token
 from .._exceptions import ConfigurationError, FedbearerError, InteractionRequiredError
 from .._interrupts import caused_by_interrupt
 from .._keyring import KeyringTokenCache
 from .._profiles import load_profiles
-from .._token import Token
+from .._settings import LoginSettings
+from .._token import Account, Token
 from .options import (
     EXEC_CREDENTIAL,
     Identity,
@@ -33,6 +35,7 @@ from .options import (
     cache_from,
     describe_cache,
     did_you_mean,
+    flag,
     identity_from,
     remember,
     resolve_identity,
@@ -65,22 +68,25 @@ class _Failure(FedbearerError):
     """A step of a command failed in a way that is not a library error (exit status 1)."""
 
 
-def _auth(
+def _credentials(
     args: argparse.Namespace,
     identity: Identity,
     cache: TokenCache,
     writer: Optional[Progress] = None,
     *,
     env_token: bool,
-) -> FederationAuth:
-    """The adapter for ``identity``; a command without login options (``logout``) never logs
-    in."""
+) -> Credentials:
+    """The token core for ``identity``; a command without login options (``logout``) never
+    logs in.
+
+    The core, not a ``FederationAuth``: a command sends no HTTP request of its own, and a
+    cached ``fedbearer token`` must not import an HTTP library (``docs/performance.rst``).
+    It builds the same :class:`LoginSettings` the ``FederationAuth`` constructors build.
+    """
     assert identity.client_id is not None
     options: dict[str, Any] = {
         "profile": identity.profile,
-        "cache": cache,
         "allow_insecure_http": identity.allow_insecure_http,
-        "token_from_env": env_token,
     }
     if writer is not None:
         options.update(
@@ -95,16 +101,21 @@ def _auth(
     else:
         options["interactive"] = False
     if identity.issuer is not None:
-        return FederationAuth.from_issuer(
-            identity.issuer,
+        settings = LoginSettings(
             identity.client_id,
+            issuer=identity.issuer,
             scopes=identity.scopes,
             params=identity.params,
             **options,
         )
-    return FederationAuth(
-        identity.client_id, identity.federation_endpoint, identity.federation_id, **options
-    )
+    else:
+        settings = LoginSettings(
+            identity.client_id,
+            identity.federation_endpoint,
+            identity.federation_id,
+            **options,
+        )
+    return Credentials(Bearer.from_settings(settings), cache=cache, token_from_env=env_token)
 
 
 def _obtain(
@@ -114,11 +125,13 @@ def _obtain(
     ``environment`` (``FEDBEARER_TOKEN`` / ``NEBIUS_IAM_TOKEN``, unless ``env_token`` is
     off or ``--no-env-token`` was given)."""
     with progress_for(sys.stderr, no_browser=args.no_browser, debug=args.debug) as progress:
-        auth = _auth(args, identity, cache, progress, env_token=env_token and args.env_token)
-        if auth.token_variable is not None:
-            return auth.get_token(), "environment"
-        before = cache.get(auth.bearer.name)
-        token = auth.get_token()
+        credentials = _credentials(
+            args, identity, cache, progress, env_token=env_token and args.env_token
+        )
+        if credentials.token_variable is not None:
+            return credentials.get_token(), "environment"
+        before = cache.get(credentials.bearer.name)
+        token = credentials.get_token()
     if before is not None and token == before:
         return token, "cached"
     return token, "login" if progress.started else "refreshed"
@@ -141,18 +154,19 @@ def _cmd_login(args: argparse.Namespace) -> int:
     token, how = _obtain(args, identity, cache, env_token=False)
     # Remembered once the login worked: later commands need no options (or --profile).
     remember(identity)
-    who = subject(token.token)
+    who = token.account.label if token.account is not None else subject(token.token)
     as_who = f" as {who}" if who else ""
     renewable = ", with a refresh token" if token.refresh_token else ""
+    described = identity.describe(token.scope)
     if how == "cached":
         print(
-            f"Already logged in{as_who}: {identity.describe()}; the cached token is "
+            f"Already logged in{as_who}: {described}; the cached token is "
             f"{expiry(token)}{renewable}. ('fedbearer logout' forgets it.)"
         )
     else:
         verb = "Logged in" if how == "login" else "Renewed the token with its refresh token"
         print(
-            f"{verb}{as_who}: {identity.describe()}; token {expiry(token)}{renewable}; "
+            f"{verb}{as_who}: {described}; token {expiry(token)}{renewable}; "
             f"saved in {describe_cache(cache)}."
         )
     variable = environment_token_name(identity)
@@ -225,6 +239,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
             "expires_at": None if expires_at is None else int(expires_at),
             "expires_in": None if expires_at is None else max(0, int(expires_at - _clock.now())),
             "profile": identity.profile,
+            "scope": None if token.scope is None else " ".join(token.scope),
         }
         sys.stdout.write(json.dumps(document) + "\n")
     else:
@@ -281,9 +296,9 @@ def _cmd_logout(args: argparse.Namespace) -> int:
 
 def _revoke_and_forget(args: argparse.Namespace, identity: Identity, cache: TokenCache) -> int:
     """``logout`` for another OpenID provider: revoke at its revocation endpoint (RFC 7009),
-    then forget, through :meth:`FederationAuth.logout`."""
+    then forget, through :meth:`Credentials.logout` (as :meth:`FederationAuth.logout`)."""
     where = describe_cache(cache)
-    auth = _auth(args, identity, cache, env_token=False)
+    auth = _credentials(args, identity, cache, env_token=False)
 
     def present() -> bool:
         return any(key == auth.bearer.name for key, _ in cache.entries())
@@ -326,6 +341,12 @@ def _revoke_and_forget(args: argparse.Namespace, identity: Identity, cache: Toke
             )
     _note_environment_token(identity)
     return EXIT_OK
+
+
+def _account_text(account: Account) -> str:
+    """``as ann@example.com (sub 248289761001)``: who the token was issued to."""
+    named = account.label
+    return f"as {named}" if named == account.sub else f"as {named} (sub {account.sub})"
 
 
 def _kinds(kinds: tuple[str, ...]) -> str:
@@ -405,6 +426,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
                     "expires_at": None if token.expires_at is None else int(token.expires_at),
                     "expired": token.is_expired(0),
                     "refreshable": token.refresh_token is not None,
+                    "scope": None if token.scope is None else list(token.scope),
+                    "account": None if token.account is None else token.account.to_dict(),
                 }
                 for place, found_entries in listed
                 for key, token in found_entries
@@ -437,7 +460,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
         for key, token in found_entries:
             mark = "*" if place == where and current is not None and key == current.key else " "
             renewable = ", with a refresh token" if token.refresh_token else ""
-            print(f"{mark} {printable(key)}: {expiry(token)}{renewable}")
+            scope = "" if token.scope is None else f", scope {' '.join(token.scope)}"
+            who = "" if token.account is None else f", {_account_text(token.account)}"
+            print(f"{mark} {printable(key)}: {expiry(token)}{renewable}{scope}{who}")
     if entries and current is not None and all(key != current.key for key, _ in entries):
         print(f"  (nothing cached for {current.describe()})")
     return EXIT_OK
@@ -505,7 +530,8 @@ def _run_command(prog: str, args: argparse.Namespace) -> int:
             report(prog, interaction_required(args, exc))
             return EXIT_INTERACTION_REQUIRED
         if isinstance(exc, FedbearerError):
-            report(prog, str(exc) + hint(exc, prog))
+            # The library names settings as Python parameters; here they are flags.
+            report(prog, exc.spelt(flag) + hint(exc, prog))
             return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILURE
         # The type only: a foreign exception's text is not known to be free of secrets.
         report(
