@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         LoginError,
         LoginTimeoutError,
         RevocationError,
+        ScopeWarning,
         TokenDataError,
         TokenEndpointError,
     )
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from ._nebius_config import NebiusProfile, load_nebius_profile
     from ._revocation import LogoutResult
     from ._settings import DEFAULT_LOGIN_TIMEOUT, LoginSettings
-    from ._token import DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_LIFETIME, Token
+    from ._token import DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_LIFETIME, Account, Token
 
 #: Public name -> the private module that defines it.
 _SOURCES = {
@@ -78,6 +79,7 @@ _SOURCES = {
     "LoginError": "_exceptions",
     "LoginTimeoutError": "_exceptions",
     "RevocationError": "_exceptions",
+    "ScopeWarning": "_exceptions",
     "TokenDataError": "_exceptions",
     "TokenEndpointError": "_exceptions",
     "KeyringTokenCache": "_keyring",
@@ -90,6 +92,7 @@ _SOURCES = {
     "DEFAULT_REFRESH_MARGIN": "_token",
     "DEFAULT_TOKEN_LIFETIME": "_token",
     "Token": "_token",
+    "Account": "_token",
 }
 
 __all__ = [
@@ -97,6 +100,7 @@ __all__ = [
     "DEFAULT_LOGIN_TIMEOUT",
     "DEFAULT_REFRESH_MARGIN",
     "DEFAULT_TOKEN_LIFETIME",
+    "Account",
     "AuthorizationError",
     "Bearer",
     "ConfigurationError",
@@ -118,6 +122,7 @@ __all__ = [
     "NoTokenCache",
     "Receiver",
     "RevocationError",
+    "ScopeWarning",
     "Token",
     "TokenCache",
     "TokenCacheWarning",

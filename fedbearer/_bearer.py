@@ -38,7 +38,7 @@ class Bearer:
     ``client_id`` is the OAuth client, ``federation_endpoint`` the federation's address
     (``https://`` assumed; ``http://`` kept for a federation on this machine; a path prefix
     is kept), ``federation_id`` is sent as ``federation-id``. They are validated once, into
-    :attr:`settings` (a :class:`~fedbearer.LoginSettings`).
+    ``settings`` (a :class:`~fedbearer.LoginSettings`).
 
     Keyword options:
 
@@ -54,7 +54,7 @@ class Bearer:
         ``$FEDBEARER_CALLBACK_PORT`` when set, else a free port chosen by the system. A busy
         port is a :class:`~fedbearer.ConfigurationError`.
     ``opener``
-        Callable ``opener(url) -> bool | None`` used instead of :mod:`webbrowser` (tests,
+        Callable ``opener(url) -> bool | None`` used instead of ``webbrowser`` (tests,
         custom launchers). It runs on a background thread; returning False means "could not".
     ``verify``
         TLS verification for every call to the provider: ``True``, ``False`` or a CA bundle

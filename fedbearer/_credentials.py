@@ -42,7 +42,7 @@ from ._keyring import KeyringTokenCache
 from ._nebius_config import load_nebius_profile
 from ._origins import is_loopback_http, parse_hosts
 from ._profiles import load_profiles
-from ._settings import LoginSettings, Verify, test_guard
+from ._settings import LoginSettings, Verify, require_issuer, test_guard
 from ._token import DEFAULT_REFRESH_MARGIN, Seconds, Token, _seconds
 
 if TYPE_CHECKING:
@@ -177,8 +177,9 @@ class Credentials:
     cache (another process may have renewed), the refresh token, then one interactive login
     under the cache's cross-process login lock.
 
-    A token from the environment (:attr:`token_variable`) is sent as it is: never renewed,
-    cached or revoked, and a 401 for it is returned with one warning.
+    A token from the environment (:attr:`~fedbearer.FederationAuth.token_variable`) is sent
+    as it is: never renewed, cached or revoked, and a 401 for it is returned with one
+    warning.
 
     Picklable: the locks are recreated and the token in memory is left out (it is a secret,
     and the cache has it).
@@ -613,6 +614,7 @@ class FederationAuthBase:
         CLI's.
         """
         _check_options(cls, "from_issuer", options, _OPTIONS)
+        require_issuer(issuer)
         return cls._for_provider(
             client_id,
             options,
@@ -718,9 +720,9 @@ class FederationAuthBase:
         then still work until they expire. Holds the renewal lock and the cache's login
         lock meanwhile, so no renewal here or in another process puts a token back halfway.
 
-        A token from the environment (:attr:`token_variable`) is the environment's: it is
-        neither revoked nor forgotten, and this object goes on sending it; only the cache
-        entry is revoked and removed.
+        A token from the environment (:attr:`~fedbearer.FederationAuth.token_variable`) is
+        the environment's: it is neither revoked nor forgotten, and this object goes on
+        sending it; only the cache entry is revoked and removed.
         """
         return self.credentials.logout()
 

@@ -14,13 +14,14 @@ Only what a login needs is read; fields a login does not use (``jwks_uri``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from ._exceptions import ConfigurationError, DiscoveryError
-from ._protocol import Federation, provider_federation
+from ._exceptions import ConfigurationError, DiscoveryError, setting
+from ._protocol import Federation, is_loopback_host, provider_federation
 
 OPENID_CONFIGURATION = "/.well-known/openid-configuration"
 OAUTH_AUTHORIZATION_SERVER = "/.well-known/oauth-authorization-server"
@@ -63,40 +64,29 @@ def parse_discovery(
     """
 
     def fail(reason: str) -> DiscoveryError:
-        return DiscoveryError(f"the discovery document of {issuer} ({url}) {reason}")
+        return DiscoveryError.naming(f"the discovery document of {issuer} ({url}) {reason}")
 
+    check = f"check {setting('issuer')}"
     if status == 404:
-        raise DiscoveryError(
+        raise DiscoveryError.naming(
             f"{issuer} has no discovery document (HTTP 404 at "
-            f"{' and '.join(discovery_urls(issuer))}); check the issuer, or give the "
-            "endpoints with FederationAuth.from_endpoints"
+            f"{' and '.join(discovery_urls(issuer))}); {check} (the provider's issuer "
+            f"identifier, as its documentation gives it){setting('without_document')}"
         )
     if status != 200:
-        hint = (
-            "the provider is having trouble, try again later"
-            if status >= 500
-            else "check the issuer"
-        )
+        hint = "the provider is having trouble, try again later" if status >= 500 else check
         raise fail(f"could not be read (HTTP {status}); {hint}")
     try:
         document = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise fail("is not JSON; check the issuer") from None
+        raise fail(f"is not JSON; {check}") from None
     if not isinstance(document, dict):
-        raise fail("is not a JSON object; check the issuer")
+        raise fail(f"is not a JSON object; {check}")
     named = document.get("issuer")
     if not isinstance(named, str):
         raise fail("has no issuer")
     if named != issuer:
-        near = named.rstrip("/") == issuer.rstrip("/")
-        raise fail(
-            f"names the issuer {named[:200]!r}, not {issuer!r}; "
-            + (
-                "pass the issuer exactly as the provider writes it (the trailing '/' counts)"
-                if near
-                else "the document belongs to another server, so it is not used"
-            )
-        )
+        raise fail(f"names the issuer {named[:200]!r}, not {issuer!r}; " + _mismatch(issuer, named))
     methods = _string_list(document, "code_challenge_methods_supported", fail)
     if methods is not None and "S256" not in methods:
         raise fail(
@@ -113,8 +103,9 @@ def parse_discovery(
     for name in ("authorization_endpoint", "token_endpoint"):
         if name not in document:
             raise fail(f"has no {name}")
+    supported = _string_list(document, "scopes_supported", fail)
     try:
-        return provider_federation(
+        federation = provider_federation(
             authorization_endpoint=document["authorization_endpoint"],
             token_endpoint=document["token_endpoint"],
             revocation_endpoint=document.get("revocation_endpoint"),
@@ -124,6 +115,37 @@ def parse_discovery(
         )
     except ConfigurationError as exc:
         raise fail(f"is unusable: {exc}") from None
+    if supported is None:
+        return federation
+    return dataclasses.replace(federation, scopes_supported=frozenset(supported))
+
+
+def _mismatch(issuer: str, named: str) -> str:
+    """What to do about a document naming another issuer: a spelling of the same server
+    (a trailing ``/``, ``localhost`` for ``127.0.0.1``, a letter case) is fixed by passing
+    the issuer as the provider writes it; another server's document is never used."""
+    exactly = f"pass {setting('issuer')} exactly as the provider writes it"
+    if named.rstrip("/") == issuer.rstrip("/"):
+        return f"{exactly} (the trailing '/' counts)"
+    ours, theirs = urlsplit(issuer), urlsplit(named)
+    try:
+        same_place = (ours.scheme, ours.port, ours.path.rstrip("/")) == (
+            theirs.scheme,
+            theirs.port,
+            theirs.path.rstrip("/"),
+        )
+    except ValueError:  # a port that is not a number
+        same_place = False
+    ours_host, theirs_host = ours.hostname or "", theirs.hostname or ""
+    if same_place and (
+        ours_host == theirs_host  # only the letter case of the host differs
+        or (is_loopback_host(ours_host) and is_loopback_host(theirs_host))
+    ):
+        return (
+            f"only the spelling of the host differs ({ours.hostname} here, {theirs.hostname} "
+            f"in the document): {exactly}"
+        )
+    return "the document belongs to another server, so it is not used"
 
 
 def _string_list(

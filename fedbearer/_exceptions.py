@@ -16,18 +16,82 @@
         ├── InvalidTokenResponseError        a 200 answer that is not a usable token
         └── RevocationError                  the revocation endpoint refused (RFC 7009 §2.2.1)
 
+    ScopeWarning (UserWarning)               fewer scopes granted than requested
+
 Messages say what happened and what to do. None of them ever contains an access token,
 refresh token, authorization code, state or PKCE verifier: the constructors only take the
 federation's error *code*, its human description and numbers.
+
+A message that asks to check a setting names it in the caller's terms. ``str(error)`` is
+written for Python callers (``scopes=``, ``client_id=``);
+:attr:`~fedbearer.FedbearerError.settings` lists the settings it names, and
+:meth:`~fedbearer.FedbearerError.spelt` writes the same message with another spelling of
+them, as the ``fedbearer`` command does with its flags (``--scope``).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Callable, Optional, TypeVar
+
+_E = TypeVar("_E", bound="FedbearerError")
+
+# A setting's name inside a message template. NUL cannot come from a provider: every text
+# taken from one is cleaned of control characters before it reaches a message.
+_SETTING = re.compile("\x00([a-z_]+)\x00")
+
+
+def setting(name: str) -> str:
+    """The placeholder of the setting (a Python parameter name) in a message template."""
+    return f"\x00{name}\x00"
+
+
+#: Placeholders that are not one parameter: what a Python caller reads for them. The
+#: command line spells them its own way (``fedbearer._cli.options.FLAGS``), possibly not at
+#: all (a clause about a method it does not have).
+_PYTHON_PHRASES = {
+    "proxies": "HTTPS_PROXY, NO_PROXY, or session=",
+    "without_document": (
+        "; a provider without one needs its endpoints given: FederationAuth.from_endpoints("
+        "authorization_endpoint=, token_endpoint=)"
+    ),
+}
+
+
+def python_spelling(name: str) -> str:
+    """How a Python caller writes a setting: ``scopes=``."""
+    return _PYTHON_PHRASES.get(name, f"{name}=")
 
 
 class FedbearerError(Exception):
-    """Base class of every error fedbearer raises on purpose."""
+    """Base class of every error fedbearer raises on purpose.
+
+    ``settings``: the settings (by their Python parameter names) the message asks the
+    caller to check, in order; empty when it names none.
+    """
+
+    settings: tuple[str, ...] = ()
+    _template: Optional[str] = None
+
+    @classmethod
+    def naming(cls: type[_E], template: str, *args: object, **kwargs: object) -> _E:
+        """An error whose message is ``template`` (with :func:`setting` placeholders) spelt
+        for Python callers; the other arguments go to the constructor."""
+        error = cls(_SETTING.sub(lambda m: python_spelling(m.group(1)), template), *args, **kwargs)
+        error._name_settings(template)
+        return error
+
+    def _name_settings(self, template: str) -> None:
+        self._template = template
+        names = (name for name in _SETTING.findall(template) if name not in _PYTHON_PHRASES)
+        self.settings = tuple(dict.fromkeys(names))
+
+    def spelt(self, spelling: Callable[[str], str]) -> str:
+        """The message with each setting it names written as ``spelling(name)`` (the
+        command line passes its flag for the name)."""
+        if self._template is None:
+            return str(self)
+        return _SETTING.sub(lambda m: spelling(m.group(1)), self._template)
 
 
 class ConfigurationError(FedbearerError, ValueError):
@@ -74,8 +138,13 @@ class _FederationErrorMixin:
 class AuthorizationError(_FederationErrorMixin, LoginError):
     """The federation redirected back with ``error=...`` (RFC 6749 §4.1.2.1).
 
-    ``access_denied`` means the user (or a policy) refused; anything else means the
-    federation rejected the request, usually a client_id or federation-id it does not know.
+    The hint follows the error code: ``access_denied`` means the user or a policy of the
+    provider refused; ``invalid_scope`` names the scopes; ``invalid_client`` and
+    ``unauthorized_client`` the client id; ``invalid_request`` the federation id (or, for
+    another provider, the extra parameters); ``login_required`` and the like an interactive
+    prompt that was turned off; ``server_error`` and ``temporarily_unavailable`` the moment.
+    Use :meth:`~fedbearer.AuthorizationError.for_code` to build one with the hint for the
+    provider's kind.
     """
 
     def __init__(
@@ -83,13 +152,70 @@ class AuthorizationError(_FederationErrorMixin, LoginError):
         error: str,
         error_description: Optional[str] = None,
         error_uri: Optional[str] = None,
+        *,
+        message: Optional[str] = None,
     ) -> None:
         self._set_error(error, error_description, error_uri)
-        if error == "access_denied":
-            hint = "the login was refused; run it again and approve it in the browser"
-        else:
-            hint = "check client_id, federation_id and the federation endpoint"
-        super().__init__(f"federation refused the login ({self._describe()}); {hint}")
+        if message is None:
+            template = authorization_error_message(error, self._describe(), provider=False)
+            message = _SETTING.sub(lambda m: python_spelling(m.group(1)), template)
+        super().__init__(message)
+
+    @classmethod
+    def for_code(
+        cls,
+        error: str,
+        error_description: Optional[str] = None,
+        error_uri: Optional[str] = None,
+        *,
+        provider: bool,
+    ) -> AuthorizationError:
+        """The error for ``error``, its hint written for a Nebius federation or, with
+        ``provider``, another OpenID provider; it names the setting to check."""
+        probe = cls(error, error_description, error_uri, message="")
+        template = authorization_error_message(error, probe._describe(), provider=provider)
+        message = _SETTING.sub(lambda m: python_spelling(m.group(1)), template)
+        found = cls(error, error_description, error_uri, message=message)
+        found._name_settings(template)
+        return found
+
+
+def authorization_error_message(error: str, described: str, *, provider: bool) -> str:
+    """The message template of an :class:`AuthorizationError` (RFC 6749 §4.1.2.1 codes,
+    OpenID Connect Core §3.1.2.6), with :func:`setting` placeholders."""
+    who = "the provider" if provider else "the federation"
+    if error == "access_denied":
+        hint = (
+            f"the user or a policy of {who} refused it: if you approved it, this account "
+            "may not use this application (ask the provider's administrator); otherwise run "
+            "it again and approve it in the browser"
+        )
+    elif error == "invalid_scope":
+        hint = f"check {setting('scopes')} against the scopes {who} allows for this client"
+    elif error in ("invalid_client", "unauthorized_client"):
+        hint = f"check {setting('client_id')}"
+    elif error in ("login_required", "consent_required", "interaction_required"):
+        hint = (
+            f"{who} needs the user to interact; remove prompt=none from {setting('params')}"
+            if provider
+            else f"{who} needs the user to interact; run the login again"
+        )
+    elif error in ("server_error", "temporarily_unavailable"):
+        hint = f"{who} had trouble; try again later"
+    elif error == "invalid_request":
+        hint = (
+            f"check {setting('params')} and {setting('client_id')}"
+            if provider
+            else f"check {setting('federation_id')} and {setting('client_id')}"
+        )
+    elif provider:
+        hint = f"check {setting('client_id')}, {setting('scopes')} and {setting('params')}"
+    else:
+        hint = (
+            f"check {setting('client_id')}, {setting('federation_id')} and "
+            f"{setting('federation_endpoint')}"
+        )
+    return f"{who} refused the login ({described}); {hint}"
 
 
 class LoginTimeoutError(LoginError, TimeoutError):
@@ -133,6 +259,13 @@ class InvalidClientError(TokenEndpointError):
 
 class InvalidTokenResponseError(TokenEndpointError):
     """The token endpoint answered 200 with something that is not a usable token."""
+
+
+class ScopeWarning(UserWarning):
+    """A login was granted fewer scopes than it asked for (RFC 6749 §3.3, §5.1): the
+    message names those left out. The token carries what was granted
+    (:attr:`Token.scope <fedbearer.Token.scope>`). Not an error: the token works for what
+    it was granted; ``warnings.simplefilter("error", ScopeWarning)`` makes it one."""
 
 
 class RevocationError(TokenEndpointError):

@@ -19,7 +19,7 @@ What lives where, for ``service="fedbearer"`` (``docs/token_cache.rst`` has the 
   every platform keeps one code path, tested on the real Secret Service.
 
 Writes hold a write lock, and logins a login lock: lock files (``flock``) in fedbearer's
-state directory (:func:`default_lock_dir`), since a keyring has no locks. Every backend
+state directory (``default_lock_dir()``), since a keyring has no locks. Every backend
 fault (no backend, a locked or absent Secret Service, D-Bus errors, the ``fail`` and
 ``null`` backends) is one :class:`~fedbearer.TokenCacheWarning` per kind and a miss or a
 skipped write: a cache never breaks a login, and nothing is ever written to a plaintext
@@ -264,7 +264,7 @@ class KeyringTokenCache:
     index and parts services). ``backend`` is a ``keyring.backend.KeyringBackend`` to use
     instead of the one the keyring library chooses (its configuration,
     ``PYTHON_KEYRING_BACKEND``, then the best available). ``lock_dir`` is where the write and
-    login lock files go (default: :func:`default_lock_dir`, read at each use).
+    login lock files go (default: ``default_lock_dir()``, read at each use).
 
     Constructing one needs the ``keyring`` library, else it raises
     :class:`~fedbearer.ConfigurationError` naming ``pip install 'fedbearer[keyring]'``: the
@@ -277,7 +277,7 @@ class KeyringTokenCache:
     terminal) is such a fault; tokens are then not stored anywhere else. In a chain
     (keyring's ``ChainerBackend``, chosen or given), only the first backend that can hold
     tokens is used. So is an operation that outlasts ``timeout`` seconds
-    (:data:`DEFAULT_KEYRING_TIMEOUT`; ``None``: no limit): a locked Secret Service waits for
+    (``DEFAULT_KEYRING_TIMEOUT``; ``None``: no limit): a locked Secret Service waits for
     an unlock prompt without a limit, for ever where none can show.
     """
 

@@ -7,10 +7,12 @@ One deadline covers the wait for the browser and the code exchange.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import sys
 import time
+import warnings
 from typing import IO, TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
@@ -25,6 +27,8 @@ from ._exceptions import (
     FedbearerError,
     LoginError,
     LoginTimeoutError,
+    ScopeWarning,
+    setting,
 )
 from ._http import TOKEN_REQUEST_TIMEOUT, call
 from ._interrupts import defers_interrupts, interruptible
@@ -62,8 +66,11 @@ def post_token_request(
     verify: Verify,
     secrets_: tuple[str, ...],
     session: Optional[requests.Session] = None,
+    client_id: Optional[str] = None,
+    issuer: Optional[str] = None,
 ) -> Token:
-    """POST a token request (:func:`fedbearer._http.call`) and parse the answer.
+    """POST a token request (:func:`fedbearer._http.call`) and parse the answer (an ID
+    token in it names the account when meant for ``client_id`` from ``issuer``).
 
     A token already expired when it arrives (:func:`~fedbearer._protocol.expired_on_arrival`:
     a JWT ``exp`` in the past, ``expires_in`` of a millisecond) is kept without expiry, with a
@@ -76,7 +83,12 @@ def post_token_request(
     requested_at = _clock.now()
     answer = call(token_url, body, deadline=deadline, verify=verify, session=session)
     token = parse_token_response(
-        answer.status, answer.body, requested_at=requested_at, secrets_=secrets_
+        answer.status,
+        answer.body,
+        requested_at=requested_at,
+        secrets_=secrets_,
+        client_id=client_id,
+        issuer=issuer,
     )
     received_at = _clock.now()
     if expired_on_arrival(token, received_at):
@@ -144,9 +156,12 @@ def fetch_discovery(
             )
         except LoginTimeoutError as exc:  # the deadline, not the document, is the problem
             raise LoginTimeoutError(f"reading the discovery document of {issuer}: {exc}") from exc
+        except ConfigurationError:  # a CA bundle that does not exist: names its setting
+            raise
         except FedbearerError as exc:
-            raise DiscoveryError(
-                f"could not read the discovery document of {issuer}: {exc}"
+            raise DiscoveryError.naming(
+                f"could not read the discovery document of {issuer}: "
+                + (unreachable(exc, url, "issuer") or f"{exc}; check {setting('issuer')}")
             ) from exc
         if answer.status != 404:
             break
@@ -156,30 +171,90 @@ def fetch_discovery(
     )
 
 
+def unreachable(exc: FedbearerError, url: str, name: str) -> Optional[str]:
+    """Why a call to ``url`` failed to connect (the host does not resolve, nothing answers,
+    TLS failed), naming the setting ``name`` to check; ``None`` when it did not fail to
+    connect (a slow or broken answer). Only the host and port are quoted."""
+    cause = exc.__cause__
+    parts = urlsplit(url)
+    where = parts.netloc
+    if isinstance(cause, requests.exceptions.SSLError):
+        other = "http" if parts.scheme == "https" else "https"
+        return f"{exc}; or check {setting(name)} ({other}:// instead of {parts.scheme}://?)"
+    if isinstance(exc, LoginTimeoutError):
+        return None
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return (
+            f"could not connect to {where} in time; check {setting(name)}, and the network "
+            f"or proxy settings ({setting('proxies')})"
+        )
+    if not isinstance(cause, requests.exceptions.ConnectionError):
+        return None
+    text = str(cause)
+    if any(s in text for s in ("NameResolution", "getaddrinfo", "Name or service", "resolve")):
+        what = f"the host name {parts.hostname} does not resolve"
+    elif "refused" in text.lower():
+        what = f"nothing accepts connections at {where} (connection refused)"
+    else:
+        what = f"the connection to {where} failed"
+    return (
+        f"{what}; check {setting(name)}, and the network or proxy settings ({setting('proxies')})"
+    )
+
+
+def check_scopes(scopes: tuple[str, ...], federation: Federation) -> None:
+    """Refuse, before the browser opens, a scope the provider's discovery document does not
+    list in ``scopes_supported`` (when it lists any): the provider would refuse it only at
+    the end of the login, or silently leave it out. A scope with a comma in it gets a
+    "did you mean" (scopes are separated by spaces, RFC 6749 §3.3)."""
+    supported = federation.scopes_supported
+    if supported is None:
+        return
+    unknown = [scope for scope in scopes if scope not in supported]
+    if not unknown:
+        return
+    listed = " ".join(sorted(supported))[:1000]
+    message = (
+        f"{federation.endpoint} does not support the scope{'s' if len(unknown) > 1 else ''} "
+        f"{' '.join(unknown)}; check {setting('scopes')} (it supports: {listed})"
+    )
+    commas = [scope for scope in unknown if "," in scope]
+    if commas:
+        spaced = " ".join(" ".join(part for part in s.split(",") if part) for s in scopes)
+        message += f"; did you mean {spaced!r}? Scopes are separated by spaces, not commas"
+    raise ConfigurationError.naming(message)
+
+
 #: Seconds the pre-flight check may take, all told.
 PREFLIGHT_TIMEOUT = 5.0
 
-# What to check for each setting the pre-flight check can blame, in library and CLI terms.
+# What to check for each setting the pre-flight check can blame. Settings are named with
+# placeholders (fedbearer._exceptions.setting): Python callers read ``client_id=``, the
+# command line its flag (``--client-id``).
 _SETTING_HINTS = {
     "client_id": (
-        "check client_id (--client-id), and that the federation has registered it as a "
+        f"check {setting('client_id')}, and that the federation has registered it as a "
         "public client with a loopback redirect (http://127.0.0.1, any port)"
     ),
-    "federation_endpoint": "check federation_endpoint (--federation-endpoint), including its path",
-    "federation_id": "check federation_id (--federation-id)",
-    "scope": "check the scopes requested",
+    "federation_endpoint": f"check {setting('federation_endpoint')}, including its path",
+    "federation_id": f"check {setting('federation_id')}",
+    "scope": f"check {setting('scopes')}",
 }
 # The same for another OpenID provider, where the endpoint and the federation id are not
 # settings: the issuer or the endpoints are, and extra parameters take the id's place.
 _PROVIDER_HINTS = {
     **_SETTING_HINTS,
     "client_id": (
-        "check client_id (--client-id), and that the provider has registered it as a "
+        f"check {setting('client_id')}, and that the provider has registered it as a "
         "public (native) client with the loopback redirect URI http://127.0.0.1"
     ),
-    "federation_endpoint": ("check the issuer or authorization_endpoint, including its path"),
-    "federation_id": "check the extra authorization parameters (params=)",
-    "scope": "check the scopes requested (scopes=, --scope)",
+    "federation_endpoint": f"check {setting('issuer')}, including its path",
+    "federation_id": f"check the extra authorization parameters ({setting('params')})",
+    "scope": f"check {setting('scopes')}",
+}
+_ENDPOINTS_HINTS = {
+    **_PROVIDER_HINTS,
+    "federation_endpoint": f"check {setting('authorization_endpoint')}, including its path",
 }
 
 
@@ -203,7 +278,9 @@ def preflight(
     """
     if federation is None:
         federation = endpoints(settings)
-    hints = _SETTING_HINTS if settings.kind == "federation" else _PROVIDER_HINTS
+    hints = {"federation": _SETTING_HINTS, "discovery": _PROVIDER_HINTS}.get(
+        settings.kind, _ENDPOINTS_HINTS
+    )
     state = new_state()
     url = build_authorize_url(
         federation,
@@ -216,7 +293,9 @@ def preflight(
         params=settings.params,
     )
     where = urlsplit(federation.authorize_url).netloc
-    endpoint_hint = hints["federation_endpoint"]
+    endpoint_name = {"federation": "federation_endpoint", "discovery": "issuer"}.get(
+        settings.kind, "authorization_endpoint"
+    )
     deadline = time.monotonic() + PREFLIGHT_TIMEOUT
     try:
         answer = call(
@@ -231,10 +310,14 @@ def preflight(
             read_body=lambda status: status >= 400,
             redirect_is_error=False,
         )
+    except ConfigurationError:  # a CA bundle that does not exist: names its setting
+        raise
     except FedbearerError as exc:
-        unreachable = _unreachable(exc, where, endpoint_hint)
-        if unreachable is not None:
-            raise unreachable from None
+        why = unreachable(exc, federation.authorize_url, endpoint_name)
+        if why is not None:
+            raise ConfigurationError.naming(
+                f"cannot reach the {_who(settings)} at {where}: {why}"
+            ) from None
         log.info("pre-flight check of %s inconclusive (%s); going on", where, type(exc).__name__)
         return
     problem = authorize_answer_problem(
@@ -245,39 +328,15 @@ def preflight(
         secrets_=(state,),
     )
     if problem is not None:
-        setting, reason = problem
-        raise ConfigurationError(
-            f"the federation refused the login request ({reason}); {hints[setting]}"
+        blamed, reason = problem
+        raise ConfigurationError.naming(
+            f"the {_who(settings)} refused the login request ({reason}); {hints[blamed]}"
         )
     log.debug("pre-flight check of %s: HTTP %d", where, answer.status)
 
 
-def _unreachable(
-    exc: FedbearerError, where: str, endpoint_hint: str
-) -> Optional[ConfigurationError]:
-    """The pre-flight check's verdict on a failed call: a setting to fix, or ``None`` (a slow
-    or broken answer proves nothing about the settings)."""
-    if isinstance(exc, ConfigurationError):  # a CA bundle that does not exist
-        return exc
-    cause = exc.__cause__
-    if isinstance(cause, requests.exceptions.SSLError):
-        return ConfigurationError(f"{exc}; or {endpoint_hint} (http:// or https://)")
-    if isinstance(cause, requests.exceptions.ConnectTimeout):
-        return ConfigurationError(
-            f"could not connect to {where} within {PREFLIGHT_TIMEOUT:g} s; {endpoint_hint}, "
-            "and the network or proxy settings (HTTPS_PROXY, NO_PROXY, or session=)"
-        )
-    if isinstance(exc, LoginTimeoutError) or not isinstance(
-        cause, requests.exceptions.ConnectionError
-    ):
-        return None
-    text = str(cause)
-    resolve = "NameResolution" in text or "getaddrinfo" in text or "Name or service" in text
-    what = "the host name does not resolve" if resolve else "the connection failed"
-    return ConfigurationError(
-        f"cannot reach the federation at {where} ({what}); {endpoint_hint}, and the "
-        "network or proxy settings (HTTPS_PROXY, NO_PROXY, or session=)"
-    )
+def _who(settings: LoginSettings) -> str:
+    return "federation" if settings.kind == "federation" else "provider"
 
 
 @interruptible
@@ -309,6 +368,8 @@ def exchange_code(
         verify=verify,
         secrets_=(code, verifier, client_secret or ""),
         session=session,
+        client_id=client_id,
+        issuer=federation.issuer,
     )
 
 
@@ -330,7 +391,8 @@ def refresh(
     if not token.refresh_token:
         raise ConfigurationError("this token has no refresh token; log in instead")
     deadline = time.monotonic() + call_budget(settings, timeout)
-    token_url = endpoints(settings, deadline=deadline).token_url
+    federation = endpoints(settings, deadline=deadline)
+    token_url = federation.token_url
     body = refresh_token_body(
         refresh_token=token.refresh_token,
         client_id=settings.client_id,
@@ -344,12 +406,37 @@ def refresh(
         verify=settings.verify,
         secrets_=(token.refresh_token, token.token, settings.client_secret or ""),
         session=settings.session,
+        client_id=settings.client_id,
+        issuer=federation.issuer,
     )
-    if new.refresh_token is None:
-        new = Token(
-            new.token, new.expiration, refresh_token=token.refresh_token, issued_at=new.issued_at
+    # RFC 6749 §5.1: a scope left out is the one granted before; a refresh need not send a
+    # new ID token (OpenID Connect Core §12.2), and the account does not change.
+    return dataclasses.replace(
+        new,
+        refresh_token=new.refresh_token or token.refresh_token,
+        scope=new.scope if new.scope is not None else token.scope,
+        account=new.account if new.account is not None else token.account,
+    )
+
+
+def _granted(settings: LoginSettings, token: Token) -> Token:
+    """The login's token with the scopes it was granted: those the token response states,
+    else (RFC 6749 §5.1: left out when identical) those requested of another provider.
+    Warns once, naming them, when some requested scopes were not granted."""
+    if settings.kind == "federation":
+        return token
+    if token.scope is None:
+        return dataclasses.replace(token, scope=settings.scopes)
+    missing = [scope for scope in settings.scopes if scope not in token.scope]
+    if missing:
+        warnings.warn(
+            f"{settings.provider} did not grant the scope{'s' if len(missing) > 1 else ''} "
+            f"{' '.join(missing)} (granted: {' '.join(token.scope) or 'none'}); the token "
+            "carries only what was granted",
+            ScopeWarning,
+            stacklevel=2,
         )
-    return new
+    return token
 
 
 def _issuer_problem(federation: Federation, *, missing: bool) -> str:
@@ -363,8 +450,8 @@ def _issuer_problem(federation: Federation, *, missing: bool) -> str:
     if not federation.issuers:
         return (
             "the authorization response names an issuer (iss, RFC 9207) but none was "
-            "configured to check it against: pass issuer= with the provider's issuer "
-            "identifier"
+            f"configured to check it against: pass {setting('issuer')} with the provider's "
+            "issuer identifier"
         )
     return (
         "the authorization response names another issuer (RFC 9207); it was "
@@ -456,7 +543,7 @@ def authorize(
     preflight: bool = True,
     session: Optional[requests.Session] = None,
 ) -> Token:
-    """Run one interactive login and return its token: :func:`login` for these settings.
+    """Run one interactive login and return its token: ``login()`` for these settings.
 
     The arguments are those of :class:`~fedbearer.Bearer`; ``profile_name`` only labels the
     login (no cache is read or written). Interactivity is not checked: calling this is
@@ -529,6 +616,7 @@ def login(settings: LoginSettings) -> Token:
     timeout = settings.timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     federation = endpoints(settings, deadline=deadline)
+    check_scopes(settings.scopes, federation)
     environment = detect_environment()
     out = settings.writer if settings.writer is not None else sys.stderr
     state = new_state()
@@ -619,7 +707,7 @@ def login(settings: LoginSettings) -> Token:
                     "Start the login again; if this repeats, report it to your administrator.",
                 )
             )
-            raise LoginError(_issuer_problem(federation, missing=missing_iss))
+            raise LoginError.naming(_issuer_problem(federation, missing=missing_iss))
         if callback.kind is CallbackKind.ERROR:
             assert callback.error is not None
             detail = callback.error + (
@@ -636,7 +724,12 @@ def login(settings: LoginSettings) -> Token:
                     detail=detail,
                 )
             )
-            raise AuthorizationError(callback.error, callback.error_description, callback.error_uri)
+            raise AuthorizationError.for_code(
+                callback.error,
+                callback.error_description,
+                callback.error_uri,
+                provider=settings.kind != "federation",
+            )
         assert callback.code is not None
         try:
             token = exchange_code(
@@ -660,6 +753,7 @@ def login(settings: LoginSettings) -> Token:
             )
             raise
         server.finish(server.success())
+        token = _granted(settings, token)
         _show(out, "Logged in.\n")
         log.info("login: token obtained, expires %s", token.expiration)
         return token

@@ -16,6 +16,7 @@ login or a refresh needs it.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hmac
 import ipaddress
@@ -40,6 +41,7 @@ from ._exceptions import (
 from ._token import (
     DEFAULT_TOKEN_LIFETIME,
     MAX_TOKEN_LIFETIME,
+    Account,
     Token,
     jwt_claims,
     utc_from_timestamp,
@@ -82,6 +84,9 @@ class Federation:
     #: The provider declared ``authorization_response_iss_parameter_supported``: a callback
     #: without ``iss`` is then refused (RFC 9207 §2.4).
     iss_required: bool = False
+    #: The scopes the provider's discovery document lists (``scopes_supported``), ``None``
+    #: when it lists none (then any scope may be asked for).
+    scopes_supported: Optional[frozenset[str]] = None
 
 
 #: The host names of a loopback redirect URI (RFC 8252 §7.3 literals, and §8.3's
@@ -811,6 +816,8 @@ def parse_token_response(
     *,
     requested_at: float,
     secrets_: Sequence[Optional[str]] = (),
+    client_id: Optional[str] = None,
+    issuer: Optional[str] = None,
 ) -> Token:
     """Turn a token endpoint answer into a :class:`~fedbearer.Token` (RFC 6749 §5.1).
 
@@ -824,6 +831,12 @@ def parse_token_response(
     make the token expire early, never late. Without ``expires_in`` the JWT ``exp`` is used
     when the token is a JWT, else :data:`~fedbearer.DEFAULT_TOKEN_LIFETIME`; either way the
     lifetime is clamped to :data:`~fedbearer._token.MAX_TOKEN_LIFETIME`.
+
+    ``scope`` (RFC 6749 §5.1: what was granted) is kept when it is a string of scope
+    tokens. An ``id_token`` gives the token's :class:`~fedbearer.Account` when its ``aud``
+    holds ``client_id`` and its ``iss`` is ``issuer`` (when known): it came straight from
+    the token endpoint over TLS, which OpenID Connect Core §3.1.3.7 accepts in place of a
+    signature check. An unusable scope or ID token only leaves them unknown.
     """
     if status != 200:
         raise token_error(status, body, secrets_=secrets_)
@@ -871,9 +884,44 @@ def parse_token_response(
             utc_from_timestamp(expires_at),
             refresh_token=data.get("refresh_token"),
             issued_at=utc_from_timestamp(requested_at),
+            scope=granted_scope(data.get("scope")),
+            account=id_token_account(data.get("id_token"), client_id=client_id, issuer=issuer),
         )
     except TokenDataError as exc:  # says which rule failed, never the value
         raise invalid(f"but {exc}") from None
+
+
+def granted_scope(value: object) -> Optional[tuple[str, ...]]:
+    """The scopes of a token response's ``scope`` (RFC 6749 §3.3, §5.1), or ``None`` when
+    it has none or it is not a string of scope tokens."""
+    if not isinstance(value, str) or len(value) > 4096:
+        return None
+    scopes = tuple(dict.fromkeys(s for s in value.split(" ") if s))
+    if not scopes or not all(_SCOPE_TOKEN.fullmatch(s) for s in scopes):
+        return None
+    return scopes
+
+
+def id_token_account(
+    id_token: object, *, client_id: Optional[str], issuer: Optional[str]
+) -> Optional[Account]:
+    """Who an ID token names, when it is meant for ``client_id`` and issued by ``issuer``
+    (OpenID Connect Core §3.1.3.7 items 2-3: ``iss`` matches, ``aud`` contains the client
+    id); ``None`` otherwise. Its signature is not checked (§3.1.3.7 item 6 allows that for
+    an ID token received directly from the token endpoint over TLS), so the account is
+    for display only."""
+    if client_id is None or not isinstance(id_token, str) or len(id_token) > 65536:
+        return None
+    claims = jwt_claims(id_token)
+    if claims is None:
+        return None
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    if not isinstance(audiences, list) or client_id not in audiences:
+        return None
+    if issuer is not None and claims.get("iss") != issuer:
+        return None
+    return Account.from_claims(claims)
 
 
 def expired_on_arrival(token: Token, received_at: float) -> bool:
@@ -893,7 +941,7 @@ def expired_on_arrival(token: Token, received_at: float) -> bool:
 
 def without_expiry(token: Token) -> Token:
     """``token`` stating no expiry: used until the API refuses it (a 401 renews it)."""
-    return Token(token.token, None, refresh_token=token.refresh_token, issued_at=token.issued_at)
+    return dataclasses.replace(token, expiration=None)
 
 
 # parse_token_response's marker for "no expires_in": None already means "unusable".

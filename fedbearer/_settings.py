@@ -94,6 +94,20 @@ def port_number(text: str) -> Optional[int]:
     return value if value <= 65535 else None
 
 
+def require_issuer(issuer: object) -> None:
+    """An issuer was passed where one is required (``from_issuer``): without this check a
+    missing one would be taken for a Nebius federation, and the error would name
+    ``federation_endpoint``."""
+    if issuer is None or (isinstance(issuer, str) and not issuer.strip()):
+        what = "None" if issuer is None else "empty"
+        raise ConfigurationError(
+            f"issuer is {what}; pass the provider's issuer identifier, such as "
+            "'https://accounts.example.com'"
+        )
+    if not isinstance(issuer, str):
+        raise ConfigurationError(f"issuer must be a string, not {type(issuer).__name__}")
+
+
 def check_port(port: object, what: str = "port") -> Optional[int]:
     """An ``int`` 0-65535 (``0``: any free port), or ``None``."""
     if port is None:
@@ -165,24 +179,24 @@ class LoginSettings:
     ``scopes`` (normalised to a tuple, each once) and ``params`` (extra authorization
     request parameters, normalised to ``(name, value)`` pairs); ``session`` (the
     :class:`requests.Session` whose ``verify``, ``cert``, ``proxies`` and adapter retries
-    every call to the provider uses; see :mod:`fedbearer._http`); ``client_secret`` (only for a
+    every call to the provider uses; see ``fedbearer._http``); ``client_secret`` (only for a
     provider that gives native apps a secret it does not treat as confidential and still
     asks for, as Google does; never shown in ``repr``). These are derived:
 
     ``kind``
-        Where the endpoints come from (:data:`ProviderKind`): ``federation`` (a Nebius
+        Where the endpoints come from (``ProviderKind``): ``federation`` (a Nebius
         federation endpoint, the reference's wire protocol), ``endpoints`` (another OpenID
         provider's ``authorization_endpoint`` and ``token_endpoint``, given) or
         ``discovery`` (another provider's ``issuer``, whose discovery document is read at
         the first login that needs it).
     ``federation``
         The normalised endpoint and the URLs derived from it; ``None`` until discovery
-        (see :func:`fedbearer._login.endpoints`).
+        (see ``fedbearer._login.endpoints``).
     ``cache_key``
         The token cache key: :func:`~fedbearer.cache_key` for a Nebius federation,
-        :func:`~fedbearer._cache.provider_cache_key` for another provider.
+        ``fedbearer._cache.provider_cache_key`` for another provider.
     ``interactive``
-        Resolved: ``None`` becomes what :func:`interactive_from_env` says
+        Resolved: ``None`` becomes what ``interactive_from_env`` says
         (``$FEDBEARER_INTERACTIVE``, the pytest plugin, ``CI=true``, else on);
         ``interactive_source`` says which, for the error message when it is off.
     ``port``

@@ -66,7 +66,7 @@ def _token_problem(value: object, pattern: re.Pattern[str], grammar: str) -> Opt
 def access_token_problem(value: object) -> Optional[str]:
     """Why ``value`` is not an access token that can go into ``Authorization: Bearer``.
 
-    It must be an RFC 6750 §2.1 ``b64token`` of at most :data:`MAX_TOKEN_LENGTH` characters:
+    It must be an RFC 6750 §2.1 ``b64token`` of at most ``MAX_TOKEN_LENGTH`` (16384) characters:
     anything else could not be sent, and CR/LF in it would inject headers.
     """
     return _token_problem(value, _B64TOKEN, "the RFC 6750 b64token set")
@@ -94,6 +94,63 @@ def jwt_claims(token: str) -> Optional[dict[str, Any]]:
     return claims if isinstance(claims, dict) else None
 
 
+#: The ID token claims kept to say who is logged in (OpenID Connect Core §5.1), in the
+#: order in which one is shown when several are present (``sub`` last: it is opaque).
+ACCOUNT_CLAIMS = ("email", "preferred_username", "name", "sub")
+
+#: Longest claim value kept, in characters: these are printed on terminals.
+MAX_CLAIM_LENGTH = 256
+
+
+def _claim(value: object) -> Optional[str]:
+    """A claim fit to print: a string of 1 to ``MAX_CLAIM_LENGTH`` (256) printable characters
+    (no control, format or separator characters but the space: no escape sequences, line
+    breaks or bidi overrides reach a terminal); else ``None``."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CLAIM_LENGTH:
+        return None
+    return value if value.isprintable() and value.strip() == value else None
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who a token was issued to, from the ID token of the same token response.
+
+    ``sub`` is the provider's identifier of the user; ``email``, ``preferred_username`` and
+    ``name`` are kept when present (OpenID Connect Core §5.1). Display only: the ID token
+    came straight from the token endpoint over TLS, which OpenID Connect Core §3.1.3.7
+    accepts in place of checking its signature for this use. Every value is a printable
+    string of at most ``MAX_CLAIM_LENGTH`` (256) characters.
+    """
+
+    sub: str
+    email: Optional[str] = None
+    preferred_username: Optional[str] = None
+    name: Optional[str] = None
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> Optional[Account]:
+        """The account the claims describe, or ``None`` without a printable ``sub``; any
+        other claim that is not a printable, bounded string is left out."""
+        sub = _claim(claims.get("sub"))
+        if sub is None:
+            return None
+        return cls(
+            sub,
+            email=_claim(claims.get("email")),
+            preferred_username=_claim(claims.get("preferred_username")),
+            name=_claim(claims.get("name")),
+        )
+
+    @property
+    def label(self) -> str:
+        """The most readable claim present: email, else username, else name, else sub."""
+        return self.email or self.preferred_username or self.name or self.sub
+
+    def to_dict(self) -> dict[str, str]:
+        """The claims that are present."""
+        return {name: value for name in ACCOUNT_CLAIMS if (value := getattr(self, name))}
+
+
 def _seconds(value: Seconds) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
@@ -117,18 +174,24 @@ class Token:
     that states no expiry. ``repr`` and ``str`` never show the token itself.
 
     ``token`` must be an RFC 6750 ``b64token`` and ``refresh_token`` visible ASCII, each at
-    most :data:`MAX_TOKEN_LENGTH` characters; anything else raises
+    most ``MAX_TOKEN_LENGTH`` (16384) characters; anything else raises
     :class:`~fedbearer.TokenDataError` (whose message never quotes the value).
 
     ``refresh_token`` (RFC 6749 §6) and ``issued_at`` are optional: the first lets
     :class:`~fedbearer.FederationAuth` renew without a browser, the second lets the refresh
     margin be capped at half the token's lifetime.
+
+    ``scope`` is what the token endpoint granted (its ``scope``, RFC 6749 §5.1), which may
+    be less than was asked for; ``None`` when unknown. ``account`` says who logged in
+    (:class:`Account`), when the provider sent an ID token.
     """
 
     token: str
     expiration: Optional[datetime]
     refresh_token: Optional[str] = None
     issued_at: Optional[datetime] = field(default=None, compare=False)
+    scope: Optional[tuple[str, ...]] = field(default=None, compare=False)
+    account: Optional[Account] = field(default=None, compare=False)
     # Epoch seconds, so the hot path compares two floats instead of datetimes.
     _expires_at: Optional[float] = field(init=False, repr=False, compare=False)
 
@@ -145,6 +208,13 @@ class Token:
             problem = refresh_token_problem(refresh_token)
             if problem is not None:
                 raise TokenDataError(f"the refresh token {problem}")
+        if self.scope is not None:
+            scope: object = self.scope  # a caller may pass anything
+            if isinstance(scope, str) or not all(isinstance(s, str) for s in self.scope):
+                raise TokenDataError("scope must be a sequence of scope strings or None")
+            object.__setattr__(self, "scope", tuple(self.scope))
+        if self.account is not None and not isinstance(self.account, Account):
+            raise TokenDataError("account must be an Account or None")
         exp = None if self.expiration is None else _aware_utc(self.expiration, "expiration")
         issued = None if self.issued_at is None else _aware_utc(self.issued_at, "issued_at")
         # Frozen: normalised values are set the way dataclasses itself does.
@@ -188,9 +258,11 @@ class Token:
     def to_dict(self) -> dict[str, Any]:
         """The reference cache form: ``{"token": str, "expires_at": int | None}``.
 
-        ``refresh_token`` and ``issued_at`` (unix seconds) are added only when known; the
-        Nebius SDK ignores unknown keys. ``issued_at`` lets another process reading the
-        cache cap the refresh margin at half the lifetime too.
+        ``refresh_token``, ``issued_at`` (unix seconds), ``scope`` (the granted scopes,
+        space-separated as in RFC 6749 §3.3) and ``account`` (a mapping of the
+        :class:`Account` claims) are added only when known; the Nebius SDK ignores unknown
+        keys. ``issued_at`` lets another process reading the cache cap the refresh margin
+        at half the lifetime too.
         """
         data: dict[str, Any] = {
             "token": self.token,
@@ -200,6 +272,10 @@ class Token:
             data["refresh_token"] = self.refresh_token
         if self.issued_at is not None:
             data["issued_at"] = int(self.issued_at.timestamp())
+        if self.scope is not None:
+            data["scope"] = " ".join(self.scope)
+        if self.account is not None:
+            data["account"] = self.account.to_dict()
         return data
 
     @classmethod
@@ -235,7 +311,21 @@ class Token:
                 issued_at = datetime.fromtimestamp(issued, tz=timezone.utc)
             except (OverflowError, OSError, ValueError):
                 issued_at = None
-        return cls(token, expiration, refresh_token=refresh, issued_at=issued_at)
+        # Scope and account only describe the token: unusable ones are dropped, not fatal.
+        raw_scope = data.get("scope")
+        scope = None
+        if isinstance(raw_scope, str) and raw_scope.isascii() and raw_scope.isprintable():
+            scope = tuple(raw_scope.split())
+        raw_account = data.get("account")
+        account = Account.from_claims(raw_account) if isinstance(raw_account, Mapping) else None
+        return cls(
+            token,
+            expiration,
+            refresh_token=refresh,
+            issued_at=issued_at,
+            scope=scope,
+            account=account,
+        )
 
 
 def utc_from_timestamp(seconds: float) -> datetime:

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from fedbearer import FileTokenCache, Token, _cache, cache_key
+from fedbearer._token import Account
 
 from .conftest import NEBIUS_HINT, import_or_fail, skip_or_fail
 
@@ -67,6 +68,18 @@ def test_fedbearer_entry_is_read_by_nebius(path):
     got = nebius_get(path, KEY)
     assert got is not None
     assert (got.token, got.expiration) == ("fb-token", exp)
+
+
+def test_an_entry_with_granted_scopes_and_an_account_is_read_by_nebius(path):
+    exp = expiry()
+    account = Account("u-1", email="ann@example.com", preferred_username="ann", name="Ann")
+    token = Token("fb-token", exp, refresh_token="r", scope=("openid", "email"), account=account)
+    FileTokenCache(path).put(KEY, token)
+    got = nebius_get(path, KEY)
+    assert got is not None and (got.token, got.expiration) == ("fb-token", exp)
+    # fedbearer reads them back from the same file.
+    back = FileTokenCache(path).get(KEY)
+    assert back is not None and back.scope == ("openid", "email") and back.account == account
 
 
 def test_fedbearer_entry_without_expiry_is_read_by_nebius(path):

@@ -172,7 +172,7 @@ def test_the_login_command_parses_back_to_the_same_settings(options, expected):
     args = build_parser().parse_args(words[1:])
     assert args.issuer == "https://sso.example.com" and args.profile == "kc"
     if "scopes" in options:
-        assert args.scope == " ".join(options["scopes"])
+        assert " ".join(args.scope) == " ".join(options["scopes"])
     if "params" in options:
         assert args.param == list(options["params"])
     assert bool(args.keyring) == (options.get("keyring", False) and "cache_file" not in options)

@@ -205,7 +205,14 @@ def test_code_exchange_with_correct_verifier_returns_bearer_token(
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json()
-    assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token", "scope"}
+    assert set(body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "scope",
+        "id_token",  # the scope holds openid (OpenID Connect Core §3.1.3.3)
+    }
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 3600
     assert body["scope"] == "openid"

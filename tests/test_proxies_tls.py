@@ -376,7 +376,8 @@ def test_the_preflight_check_names_the_bundle_when_tls_fails(make_provider, ca):
         auth.get_token()
     message = str(info.value)
     assert requests.certs.where() in message and "REQUESTS_CA_BUNDLE" in message
-    assert "--federation-endpoint" in message  # or the endpoint is not the one meant
+    # or the endpoint is not the one meant (named as a Python caller writes it)
+    assert "check federation_endpoint=" in message
     assert "authorize?" not in out.getvalue()  # failed before anyone was asked to log in
 
 

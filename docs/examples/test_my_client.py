@@ -5,9 +5,11 @@
 the two ways fedbearer's test kit offers:
 
 * with ``responses``, which mocks the API and the federation's token endpoint, while
-  ``CallbackOpener`` plays the browser (``mock_federation`` sets both up);
+  ``CallbackOpener`` plays the browser (``mock_federation`` sets both up; for another
+  OpenID provider, ``mock_provider`` adds its discovery document);
 * against a real local federation, with the pytest fixtures fedbearer installs
-  (``local_federation``, ``programmatic_browser``, ``fedbearer_cache``).
+  (``local_federation``, ``programmatic_browser``, ``fedbearer_cache``), as a Nebius
+  federation or, in another provider's layout, through ``from_issuer``.
 
 Nothing here opens a browser, reads your credentials or leaves the machine. Run it with
 ``pytest docs/examples/test_my_client.py``; fedbearer's own test suite runs it too.
@@ -21,7 +23,7 @@ from responses import matchers
 from responses.registries import OrderedRegistry
 
 from fedbearer import FederationAuth
-from fedbearer.testing import add_token_response, mock_federation
+from fedbearer.testing import LocalFederation, add_token_response, mock_federation, mock_provider
 
 API = "https://api.example.com"
 
@@ -68,6 +70,20 @@ def test_current_user_logs_in_again_when_the_api_rejects_the_token():
     assert len(options["opener"].opened) == 2  # two logins: one per token
 
 
+@responses.activate
+def test_current_user_with_any_openid_provider():
+    options = mock_provider(
+        access_token="token-1", scopes=["openid", "email"], account={"email": "ann@example.com"}
+    )
+    responses.get(f"{API}/whoami", json={"user": "ann"}, match=bearer("token-1"))
+    auth = FederationAuth.from_issuer(**options)  # reads the mocked discovery document
+
+    assert current_user(make_session(auth)) == "ann"
+    token = auth.get_token()
+    assert token.scope == ("openid", "email")  # what the provider granted
+    assert token.account is not None and token.account.email == "ann@example.com"
+
+
 # -- tests against a local federation, with the plugin's fixtures -----------------------
 
 
@@ -92,3 +108,24 @@ def test_current_user_against_a_local_federation(
     assert len(fedbearer_cache.entries()) == 1
     assert current_user(make_session(auth()), api=local_federation.endpoint) == "alice"
     assert local_federation.logins == 1
+
+
+def test_current_user_against_a_local_openid_provider(programmatic_browser, fedbearer_cache):
+    # Another provider's layout (Keycloak's paths, discovery) and no federation id.
+    with LocalFederation(layout="keycloak", federation_id=None) as provider:
+
+        def auth() -> FederationAuth:
+            return FederationAuth.from_issuer(
+                provider.issuer,
+                provider.client_id,
+                scopes=["openid", "profile"],
+                opener=programmatic_browser,
+                interactive=True,
+            )
+
+        assert current_user(make_session(auth()), api=provider.endpoint) == "alice"
+        # Its token went to fedbearer's own file, which fedbearer_cache covers too.
+        ((key, token),) = fedbearer_cache.entries()
+        assert key.startswith("oidc/") and token.account is not None
+        assert current_user(make_session(auth()), api=provider.endpoint) == "alice"
+        assert provider.logins == 1

@@ -26,7 +26,7 @@ from .._interrupts import caused_by_interrupt
 from .._keyring import KeyringTokenCache
 from .._profiles import load_profiles
 from .._settings import LoginSettings
-from .._token import Token
+from .._token import Account, Token
 from .options import (
     EXEC_CREDENTIAL,
     Identity,
@@ -35,6 +35,7 @@ from .options import (
     cache_from,
     describe_cache,
     did_you_mean,
+    flag,
     identity_from,
     remember,
     resolve_identity,
@@ -152,18 +153,19 @@ def _cmd_login(args: argparse.Namespace) -> int:
     token, how = _obtain(args, identity, cache, env_token=False)
     # Remembered once the login worked: later commands need no options (or --profile).
     remember(identity)
-    who = subject(token.token)
+    who = token.account.label if token.account is not None else subject(token.token)
     as_who = f" as {who}" if who else ""
     renewable = ", with a refresh token" if token.refresh_token else ""
+    described = identity.describe(token.scope)
     if how == "cached":
         print(
-            f"Already logged in{as_who}: {identity.describe()}; the cached token is "
+            f"Already logged in{as_who}: {described}; the cached token is "
             f"{expiry(token)}{renewable}. ('fedbearer logout' forgets it.)"
         )
     else:
         verb = "Logged in" if how == "login" else "Renewed the token with its refresh token"
         print(
-            f"{verb}{as_who}: {identity.describe()}; token {expiry(token)}{renewable}; "
+            f"{verb}{as_who}: {described}; token {expiry(token)}{renewable}; "
             f"saved in {describe_cache(cache)}."
         )
     variable = environment_token_name(identity)
@@ -236,6 +238,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
             "expires_at": None if expires_at is None else int(expires_at),
             "expires_in": None if expires_at is None else max(0, int(expires_at - _clock.now())),
             "profile": identity.profile,
+            "scope": None if token.scope is None else " ".join(token.scope),
         }
         sys.stdout.write(json.dumps(document) + "\n")
     else:
@@ -339,6 +342,12 @@ def _revoke_and_forget(args: argparse.Namespace, identity: Identity, cache: Toke
     return EXIT_OK
 
 
+def _account_text(account: Account) -> str:
+    """``as ann@example.com (sub 248289761001)``: who the token was issued to."""
+    named = account.label
+    return f"as {named}" if named == account.sub else f"as {named} (sub {account.sub})"
+
+
 def _kinds(kinds: tuple[str, ...]) -> str:
     return " and ".join(kind.replace("_", " ") for kind in kinds)
 
@@ -416,6 +425,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
                     "expires_at": None if token.expires_at is None else int(token.expires_at),
                     "expired": token.is_expired(0),
                     "refreshable": token.refresh_token is not None,
+                    "scope": None if token.scope is None else list(token.scope),
+                    "account": None if token.account is None else token.account.to_dict(),
                 }
                 for place, found_entries in listed
                 for key, token in found_entries
@@ -448,7 +459,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
         for key, token in found_entries:
             mark = "*" if place == where and current is not None and key == current.key else " "
             renewable = ", with a refresh token" if token.refresh_token else ""
-            print(f"{mark} {key}: {expiry(token)}{renewable}")
+            scope = "" if token.scope is None else f", scope {' '.join(token.scope)}"
+            who = "" if token.account is None else f", {_account_text(token.account)}"
+            print(f"{mark} {key}: {expiry(token)}{renewable}{scope}{who}")
     if entries and current is not None and all(key != current.key for key, _ in entries):
         print(f"  (nothing cached for {current.describe()})")
     return EXIT_OK
@@ -516,7 +529,8 @@ def _run_command(prog: str, args: argparse.Namespace) -> int:
             report(prog, interaction_required(args, exc))
             return EXIT_INTERACTION_REQUIRED
         if isinstance(exc, FedbearerError):
-            report(prog, str(exc) + hint(exc, prog))
+            # The library names settings as Python parameters; here they are flags.
+            report(prog, exc.spelt(flag) + hint(exc, prog))
             return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILURE
         # The type only: a foreign exception's text is not known to be free of secrets.
         report(

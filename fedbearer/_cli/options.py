@@ -167,7 +167,11 @@ def _identity_options() -> _Parser:
     group.add_argument(
         "--scope",
         metavar="SCOPES",
-        help=f"with --issuer: the scopes to ask for, 'a b c' (default: openid) [${SCOPE_ENV}]",
+        action="append",
+        help=(
+            "with --issuer: the scopes to ask for, 'a b c' or repeated (default: openid) "
+            f"[${SCOPE_ENV}]"
+        ),
     )
     group.add_argument(
         "--param",
@@ -284,7 +288,7 @@ EXEC_CREDENTIAL = "exec-credential"
 
 def _format_option(*, exec_credential: bool = False) -> _Parser:
     parser = _Parser(add_help=False)
-    more = "; exec-credential: for a kubeconfig exec plugin" if exec_credential else ""
+    more = "; exec-credential: for kubectl" if exec_credential else ""
     parser.add_argument(
         "--format",
         choices=("text", "json", EXEC_CREDENTIAL) if exec_credential else ("text", "json"),
@@ -347,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Print a valid access token, and nothing else, on stdout, for example "
         '`curl -H "Authorization: Bearer $(fedbearer token)" ...`. Logs in (messages on '
         "stderr) when the cache has no valid or refreshable token. With --format json, "
-        "one JSON object with the token and its expiry instead; with --format "
-        "exec-credential, an ExecCredential for kubectl (docs/cli.rst).",
+        "one JSON object with the token and its expiry instead (exec-credential: for "
+        "kubectl, docs/cli.rst).",
         identity,
         login,
         _format_option(exec_credential=True),
@@ -431,9 +435,12 @@ class Identity:
             port=0,
         )
 
-    def describe(self) -> str:
+    def describe(self, granted: Optional[tuple[str, ...]] = None) -> str:
+        """The profile and provider; for an issuer, the scopes ``granted`` when known (what
+        the token carries), else those requested."""
         if self.issuer is not None:
-            return f"profile '{self.profile}' at {self.issuer} (scope {' '.join(self.scopes)})"
+            scopes = self.scopes if granted is None else granted
+            return f"profile '{self.profile}' at {self.issuer} (scope {' '.join(scopes)})"
         fid = f"federation {self.federation_id}" if self.federation_id else "no federation id"
         return f"profile '{self.profile}' at {self.federation_endpoint} ({fid})"
 
@@ -490,7 +497,8 @@ def resolve_identity(
         )
     client_id = _first(args.client_id, _env(CLIENT_ID_ENV))
     profile = _first(args.profile, _env(PROFILE_ENV), None if explicit is None else explicit.name)
-    scope: Optional[str] = args.scope
+    # Repeated --scope options add up: --scope openid --scope profile asks for both.
+    scope: Optional[str] = None if args.scope is None else " ".join(args.scope)
     scope_source = "--scope"
     if scope is None and _env(SCOPE_ENV) is not None:
         scope, scope_source = _env(SCOPE_ENV), SCOPE_ENV
@@ -718,6 +726,33 @@ def cache_from(args: argparse.Namespace, identity: Optional[Identity] = None) ->
     if args.cache_file is None and identity is not None and identity.issuer is not None:
         return provider_cache()
     return FileTokenCache(args.cache_file)
+
+
+#: How the command line spells the settings that library messages name.
+FLAGS = {
+    "client_id": "--client-id",
+    "federation_endpoint": "--federation-endpoint",
+    "federation_id": "--federation-id",
+    "issuer": "--issuer",
+    "authorization_endpoint": "--issuer",
+    "token_endpoint": "--issuer",
+    "scopes": "--scope",
+    "params": "--param",
+    "profile": "--profile",
+    "timeout": "--timeout",
+    "port": "--port",
+    "allow_insecure_http": "--allow-insecure-http",
+    "preflight": "--no-preflight",
+    "verify": "REQUESTS_CA_BUNDLE",
+    "proxies": "HTTPS_PROXY, NO_PROXY",
+    "without_document": "",  # the command line has no way to give the endpoints
+    "cache": "--cache-file",
+}
+
+
+def flag(name: str) -> str:
+    """The option (or variable) of the command line for a library setting ``name``."""
+    return FLAGS.get(name, name)
 
 
 def describe_cache(cache: TokenCache) -> str:

@@ -6,15 +6,17 @@
   a Nebius federation or another provider (:class:`Layout`), with counters and fault
   injection.
 - :class:`ProgrammaticBrowser`: an ``opener(url) -> bool`` that walks the login redirects
-  (and the consent form) with :mod:`urllib`, in a background thread.
+  (and the consent form) with ``urllib``, in a background thread.
 - For tests that mock ``requests`` with the ``responses`` library:
   :class:`CallbackOpener` (completes the login callback straight from the authorize URL,
   no federation needed), :func:`add_token_response`, :func:`add_token_error` and
-  :func:`mock_federation`.
-- A pytest plugin, :mod:`fedbearer.testing.plugin`, registered through the ``pytest11``
+  :func:`mock_federation`; for another OpenID provider, :func:`mock_provider` (discovery
+  document, tokens, refreshes, revocation), :func:`add_discovery_document` and
+  :func:`provider_document`.
+- A pytest plugin, ``fedbearer.testing.plugin``, registered through the ``pytest11``
   entry point, with the fixtures ``local_federation``, ``fedbearer_cache`` and
   ``programmatic_browser``.
-- :mod:`fedbearer.testing.demo`: what ``fedbearer demo`` runs, a whole login against a
+- ``fedbearer.testing.demo``: what ``fedbearer demo`` runs, a whole login against a
   ``LocalFederation``, explained step by step.
 
 ``import fedbearer`` does not import this package, and ``responses`` (an optional
@@ -25,14 +27,25 @@ from __future__ import annotations
 
 from ._browser import ProgrammaticBrowser
 from ._federation import Layout, LocalFederation
-from ._responses import CallbackOpener, add_token_error, add_token_response, mock_federation
+from ._responses import (
+    CallbackOpener,
+    add_discovery_document,
+    add_token_error,
+    add_token_response,
+    mock_federation,
+    mock_provider,
+    provider_document,
+)
 
 __all__ = [
     "CallbackOpener",
     "Layout",
     "LocalFederation",
     "ProgrammaticBrowser",
+    "add_discovery_document",
     "add_token_error",
     "add_token_response",
     "mock_federation",
+    "mock_provider",
+    "provider_document",
 ]

@@ -394,6 +394,8 @@ class LocalFederation:
         metadata: Optional[Mapping[str, Any]] = None,
         scopes_supported: Collection[str] = DEFAULT_SCOPES,
         client_secret: Optional[str] = None,
+        withheld_scopes: Collection[str] = (),
+        email: Optional[str] = None,
         ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         if token_lifetime is not None and token_lifetime < 0:
@@ -423,6 +425,13 @@ class LocalFederation:
         #: A secret the token and revocation endpoints require of the client, as Google
         #: does of its "Desktop app" clients; ``None``: a public client, which sends none.
         self.client_secret = client_secret
+        #: Scopes accepted in a request but left out of the grant, as a provider does with a
+        #: scope this client or user may not have (the token response's ``scope`` says so).
+        self.withheld_scopes = frozenset(withheld_scopes)
+        #: The ``email`` claim of the ID token (with the ``email`` scope); default
+        #: ``<user>@example.test``.
+        self.email = email
+        self._id_token_key = secrets.token_bytes(32)
         #: Serve HTTPS with this server-side context (a test's private CA, e.g. ``trustme``;
         #: a client certificate is required when the context says so); ``None``: plain HTTP.
         self.ssl_context = ssl_context
@@ -846,7 +855,37 @@ class LocalFederation:
             self._refresh[refresh] = grant
             body["refresh_token"] = refresh
         body["scope"] = grant.scope
+        if "openid" in grant.scope.split():
+            body["id_token"] = self._id_token(grant)
         return body
+
+    def _id_token(self, grant: _Grant) -> str:
+        """An OpenID Connect ID token (Core §2) for the grant: ``iss``, ``aud``, ``sub`` (the
+        user), and ``email`` / ``preferred_username`` and ``name`` with the ``email`` /
+        ``profile`` scopes; HS256 with a key of this server (no client checks it)."""
+        now = int(_clock.now())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": grant.client_id,
+            "sub": grant.user,
+            "iat": now,
+            "exp": now + 300,
+        }
+        scopes = grant.scope.split()
+        if "email" in scopes:
+            claims["email"] = self.email or f"{grant.user}@example.test"
+        if "profile" in scopes:
+            claims["preferred_username"] = grant.user
+            claims["name"] = grant.user.title()
+
+        def part(value: Any) -> str:
+            raw = json.dumps(value, separators=(",", ":")).encode()
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+        signing_input = part({"alg": "HS256", "typ": "JWT"}) + "." + part(claims)
+        mac = hmac.new(self._id_token_key, signing_input.encode("ascii"), hashlib.sha256)
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+        return f"{signing_input}.{signature}"
 
     # -- authorize ---------------------------------------------------------------------------
 
@@ -1060,7 +1099,8 @@ class LocalFederation:
             return _oauth_error("invalid_grant", "code_verifier is malformed (RFC 7636 §4.1).")
         if not hmac.compare_digest(_s256(verifier), request.challenge):
             return _oauth_error("invalid_grant", "code_verifier does not match the challenge.")
-        return self._new_grant(record.user, request.client_id, request.scope, record.family)
+        granted = " ".join(s for s in request.scope.split() if s not in self.withheld_scopes)
+        return self._new_grant(record.user, request.client_id, granted, record.family)
 
     def _refresh_grant(self, params: dict[str, str]) -> Union[_Grant, _Reply]:
         """RFC 6749 §6, rotating refresh tokens (RFC 9700 §4.14.2). Caller holds the lock."""

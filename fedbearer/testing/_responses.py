@@ -4,9 +4,11 @@ A :class:`~fedbearer.FederationAuth` talks to two places during a login: the use
 (which ends on fedbearer's loopback server) and the federation's token endpoint (through
 ``requests``). Under ``@responses.activate`` the second is mocked by
 :func:`add_token_response`; the first is played by :class:`CallbackOpener`, which sends the
-callback straight to the loopback server with :mod:`urllib` (``responses`` does not
+callback straight to the loopback server with ``urllib`` (``responses`` does not
 intercept it, and there is no federation to visit). :func:`mock_federation` does both and
-returns the keyword arguments for ``FederationAuth``.
+returns the keyword arguments for ``FederationAuth``; :func:`mock_provider` does the same
+for another OpenID provider, discovery document included, for
+``FederationAuth.from_issuer``.
 
 ``responses`` is imported by the functions that register answers, never at import time:
 :class:`CallbackOpener` works without it.
@@ -14,7 +16,9 @@ returns the keyword arguments for ``FederationAuth``.
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -22,16 +26,27 @@ from urllib.error import HTTPError
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from urllib.request import ProxyHandler, build_opener
 
+from fedbearer import _discovery
 from fedbearer._protocol import LOOPBACK_NAMES, federation_for
 
 if TYPE_CHECKING:
     from responses import BaseResponse, RequestsMock
 
-__all__ = ["CallbackOpener", "add_token_error", "add_token_response", "mock_federation"]
+__all__ = [
+    "CallbackOpener",
+    "add_discovery_document",
+    "add_token_error",
+    "add_token_response",
+    "mock_federation",
+    "mock_provider",
+    "provider_document",
+]
 
 #: The federation endpoint :func:`mock_federation` uses unless told otherwise (``.test`` is
 #: reserved, RFC 2606, so a request that escapes the mock cannot reach anyone).
 DEFAULT_ENDPOINT = "https://federation.test"
+#: The issuer :func:`mock_provider` uses unless told otherwise (``.test``, as above).
+DEFAULT_ISSUER = "https://provider.test"
 
 
 def _mock(rsps: Optional[RequestsMock]) -> RequestsMock:
@@ -81,6 +96,58 @@ def add_token_response(
     )
 
 
+def provider_document(issuer: str = DEFAULT_ISSUER, **metadata: Any) -> dict[str, Any]:
+    """A provider's discovery document (OpenID Connect Discovery 1.0 §3) that fedbearer
+    accepts: ``issuer``, ``<issuer>/authorize``, ``/token`` and ``/revoke``, the code flow
+    and S256 PKCE. ``metadata`` adds fields, or removes them with the value ``None``
+    (``scopes_supported=["openid", "email"]``, ``revocation_endpoint=None``)."""
+    base = issuer.rstrip("/")
+    document: dict[str, Any] = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{base}/authorize",
+        "token_endpoint": f"{base}/token",
+        "revocation_endpoint": f"{base}/revoke",
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+    }
+    for name, value in metadata.items():
+        if value is None:
+            document.pop(name, None)
+        else:
+            document[name] = value
+    return document
+
+
+def add_discovery_document(
+    rsps: Optional[RequestsMock], issuer: str = DEFAULT_ISSUER, **metadata: Any
+) -> BaseResponse:
+    """Register ``GET <issuer>/.well-known/openid-configuration`` answering
+    :func:`provider_document` (``metadata`` as there).
+
+    fedbearer reads a document once per process and issuer; this also forgets the one it
+    remembers for ``issuer``, so that each test reads the document it registered.
+    """
+    _discovery.forget(issuer)
+    return _mock(rsps).add(
+        "GET",
+        issuer.rstrip("/") + _discovery.OPENID_CONFIGURATION,
+        json=provider_document(issuer, **metadata),
+    )
+
+
+def _unsigned_jwt(claims: dict[str, Any]) -> str:
+    """A JWT with ``alg: none`` (RFC 7519 §6): fedbearer reads an ID token from the token
+    endpoint without checking a signature (OpenID Connect Core §3.1.3.7)."""
+
+    def part(value: dict[str, Any]) -> str:
+        raw = json.dumps(value, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
 def add_token_error(
     rsps: Optional[RequestsMock],
     federation_endpoint: str,
@@ -119,12 +186,12 @@ class CallbackOpener:
     does (RFC 6749 §4.1.2.1); ``iss`` adds the RFC 9207 issuer. Only loopback
     ``http`` redirect URIs are followed.
 
-    It uses :mod:`urllib` through a no-proxy opener, so ``responses`` does not intercept
+    It uses ``urllib`` through a no-proxy opener, so ``responses`` does not intercept
     it and ``HTTP(S)_PROXY`` cannot send it elsewhere. Calling it returns True at once.
 
     Results: ``opened`` (every URL it was given), ``last_status`` (the loopback server's
     answer), ``failure`` (an exception instead of printing it), ``done`` (set when
-    the last callback is answered), :meth:`join`.
+    the last callback is answered), ``join()``.
     """
 
     def __init__(
@@ -199,6 +266,78 @@ class CallbackOpener:
             self.failure = exc
         finally:
             self.done.set()
+
+
+def mock_provider(
+    rsps: Optional[RequestsMock] = None,
+    issuer: str = DEFAULT_ISSUER,
+    *,
+    client_id: str = "test-client",
+    scopes: Sequence[str] = ("openid",),
+    access_token: str = "test-token",  # noqa: S107 - a fake token for tests
+    expires_in: Optional[int] = 3600,
+    refresh_token: Optional[str] = None,
+    granted_scope: Optional[str] = None,
+    account: Optional[dict[str, str]] = None,
+    refreshed_tokens: Sequence[str] = (),
+    metadata: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """Mock a whole OpenID provider and return the keyword arguments of a
+    ``FederationAuth.from_issuer`` for it.
+
+    Registers its discovery document (:func:`add_discovery_document`, with ``metadata``),
+    the answer of its token endpoint to the login's code exchange, then one more for each
+    of ``refreshed_tokens`` (the access tokens refreshes get, in order; ``responses``
+    repeats the last answer), and a revocation endpoint that accepts every token
+    (``FederationAuth.logout()``; ``metadata={"revocation_endpoint": None}`` for a provider
+    without one). Each token answer states ``scope`` (``granted_scope``, else the
+    ``scopes`` asked for: a narrower one makes the login warn) and, with ``openid`` among
+    the scopes, an ID token naming the account (``sub`` ``test-user`` unless ``account``
+    gives claims: ``{"sub": "u-1", "email": "ann@example.com"}``).
+
+    Returns ``issuer``, ``client_id``, ``scopes``, ``opener`` (a fresh
+    :class:`CallbackOpener` that also sends the issuer as ``iss``, RFC 9207), ``writer``,
+    ``cache=None``, ``interactive=True`` and ``token_from_env=False``, as
+    :func:`mock_federation` does::
+
+        @responses.activate
+        def test_client():
+            auth = FederationAuth.from_issuer(**mock_provider(access_token="tok"))
+    """
+    mock = _mock(rsps)
+    add_discovery_document(mock, issuer, **(metadata or {}))
+    fields = provider_document(issuer, **(metadata or {}))
+    claims = {"iss": issuer, "aud": client_id, "sub": "test-user", **(account or {})}
+
+    def answer(token: str, refresh: Optional[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "scope": granted_scope if granted_scope is not None else " ".join(scopes),
+        }
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        if refresh is not None:
+            body["refresh_token"] = refresh
+        if "openid" in scopes:
+            body["id_token"] = _unsigned_jwt(claims)
+        return body
+
+    mock.add("POST", fields["token_endpoint"], json=answer(access_token, refresh_token))
+    for token in refreshed_tokens:
+        mock.add("POST", fields["token_endpoint"], json=answer(token, None))
+    if fields.get("revocation_endpoint"):
+        mock.add("POST", fields["revocation_endpoint"], body="")
+    return {
+        "issuer": issuer,
+        "client_id": client_id,
+        "scopes": tuple(scopes),
+        "opener": CallbackOpener(iss=issuer),
+        "writer": io.StringIO(),
+        "cache": None,
+        "interactive": True,
+        "token_from_env": False,
+    }
 
 
 def mock_federation(

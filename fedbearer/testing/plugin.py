@@ -4,15 +4,18 @@ Registered through the ``pytest11`` entry point, so installing fedbearer makes t
 available in every test suite; nothing to add to ``conftest.py``:
 
 ``local_federation``
-    A running :class:`~fedbearer.testing.LocalFederation` (default options), closed after
-    the test.
+    A running :class:`~fedbearer.testing.LocalFederation` (default options: the Nebius
+    layout, checking the federation id ``test-federation``), closed after the test. For
+    another provider, build one with ``LocalFederation(layout="keycloak",
+    federation_id=None)`` (see :doc:`testing`).
 ``fedbearer_cache``
     An isolated token cache: ``HOME`` (and ``USERPROFILE``) point to a temporary directory
     for the test and ``XDG_CACHE_HOME`` is unset, so the default caches,
     ``~/.nebius/credentials.yaml`` and (for other OpenID providers)
     ``~/.cache/fedbearer/tokens.yaml``, are fresh files there and the real ones are never
-    touched. Returns the :class:`~fedbearer._cache.FileTokenCache` for the Nebius file
-    (``.path`` gives its path).
+    touched. Returns a :class:`DefaultCaches` over both: whichever adapter the test builds
+    (``FederationAuth(...)`` or ``FederationAuth.from_issuer(...)``), its tokens are in
+    ``fedbearer_cache.entries()``.
 ``programmatic_browser``
     A :class:`~fedbearer.testing.ProgrammaticBrowser` that approves: pass it as
     ``opener=`` and the login completes without a person.
@@ -34,11 +37,14 @@ To turn the plugin off: ``pytest -p no:fedbearer``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Optional
 
 import pytest
 
-from fedbearer._cache import DEFAULT_CACHE_FILE, FileTokenCache
+from fedbearer._cache import DEFAULT_CACHE_FILE, FileTokenCache, provider_cache_file
 from fedbearer._settings import test_guard
+from fedbearer._token import Token
 from fedbearer.testing import LocalFederation, ProgrammaticBrowser
 
 REAL_MARKER = "fedbearer_real"
@@ -79,21 +85,63 @@ def local_federation() -> Iterator[LocalFederation]:
         yield federation
 
 
+class DefaultCaches:
+    """Both default token caches as one: the Nebius CLI's file (``nebius``, whose path is
+    ``path``) for a Nebius federation's tokens, and fedbearer's own (``providers``) for
+    other OpenID providers', each key in the file its adapter uses (keys of other providers
+    start with ``oidc/``). :meth:`entries` lists both."""
+
+    def __init__(self, nebius: FileTokenCache, providers: FileTokenCache) -> None:
+        self.nebius = nebius
+        self.providers = providers
+
+    def __repr__(self) -> str:
+        return f"<DefaultCaches {self.nebius.path} and {self.providers.path}>"
+
+    @property
+    def path(self) -> str:
+        """The Nebius CLI's file (``~/.nebius/credentials.yaml`` under the test's HOME)."""
+        return self.nebius.path
+
+    def _for(self, key: str) -> FileTokenCache:
+        return self.providers if key.startswith("oidc/") else self.nebius
+
+    def get(self, key: str) -> Optional[Token]:
+        return self._for(key).get(key)
+
+    def put(self, key: str, token: Token) -> None:
+        self._for(key).put(key, token)
+
+    def remove(self, key: str) -> None:
+        self._for(key).remove(key)
+
+    def login_lock(self, key: str, timeout: Optional[float]) -> AbstractContextManager[bool]:
+        return self._for(key).login_lock(key, timeout)
+
+    def entries(self) -> list[tuple[str, Token]]:
+        """Every entry of both files: the Nebius file's, then fedbearer's own."""
+        return self.nebius.entries() + self.providers.entries()
+
+
 @pytest.fixture
 def fedbearer_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> FileTokenCache:
-    """The default token cache, moved to a temporary ``HOME`` for this test.
+) -> DefaultCaches:
+    """The default token caches, moved to a temporary ``HOME`` for this test.
 
-    Asking for it turns the default cache back on for the test: it is now this file.
+    Asking for it turns the default caches back on for the test: they are now these files,
+    whichever kind of provider the adapter under test logs in to.
     """
     test_guard.user_cache = False
     home = tmp_path_factory.mktemp("fedbearer-home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))  # what ~ means on Windows
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # other providers' cache: under HOME
-    # Resolved now, so the fixture's value keeps naming this file if HOME changes later.
-    return FileTokenCache(FileTokenCache(DEFAULT_CACHE_FILE).path)
+    # Resolved now, so the fixture's value keeps naming these files if HOME changes later.
+    return DefaultCaches(
+        FileTokenCache(FileTokenCache(DEFAULT_CACHE_FILE).path),
+        FileTokenCache(provider_cache_file()),
+    )
 
 
 @pytest.fixture

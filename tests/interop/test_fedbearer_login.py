@@ -188,9 +188,10 @@ def test_unknown_federation_id_is_the_providers_invalid_request(
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        ({"federation_id": "not-interop"}, "--federation-id"),
-        ({"client_id": "not-registered"}, "--client-id"),
-        ({"federation_endpoint": "/extra/path"}, "--federation-endpoint"),
+        # Python callers read the parameter's name (the command line, its flag).
+        ({"federation_id": "not-interop"}, "check federation_id="),
+        ({"client_id": "not-registered"}, "check client_id="),
+        ({"federation_endpoint": "/extra/path"}, "check federation_endpoint="),
     ],
 )
 def test_a_wrong_setting_fails_before_the_browser_opens(
