@@ -40,9 +40,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 from urllib.parse import urlsplit
 
-import yaml
-
-from . import _clock, _journal
+from . import _clock, _files, _journal
 from ._exceptions import ConfigurationError, TokenDataError
 from ._token import Token
 
@@ -78,7 +76,6 @@ MAX_CACHE_FILE_BYTES = 1 << 20
 DEFAULT_LOCK_TIMEOUT = 5.0
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 # Entry keys fedbearer owns, replaced (or removed) together from the new token's to_dict();
 # any other key in an entry belongs to someone else and survives.
 _TOKEN_KEYS = frozenset({"token", "expires_at", "refresh_token", "issued_at"})
@@ -91,10 +88,6 @@ _POLL_MAX_LOGIN = 0.1
 # writer's data still on its way (see _load); wait up to _SETTLE_WAIT seconds for it.
 _SETTLE_RECENT = 2.0
 _SETTLE_WAIT = 0.25
-# YAML through the safe loader and dumper only; LibYAML's (faster) C versions when PyYAML
-# was built with them.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class TokenCacheWarning(UserWarning):
@@ -290,6 +283,22 @@ class _Fault(Exception):
         self.reason = reason
 
 
+def _symlink_not_cache() -> _Fault:
+    return _Fault(
+        "symlink-not-cache",
+        "is a symbolic link to a file that is missing, empty or not a token cache; it was "
+        "left untouched (point the link at a token cache, or remove it)",
+    )
+
+
+def _fault(exc: Union[OSError, _Fault, _files.FileRefused]) -> _Fault:
+    if isinstance(exc, _Fault):
+        return exc
+    if isinstance(exc, _files.FileRefused):
+        return _Fault(exc.kind, exc.reason)
+    return _os_fault(exc)
+
+
 def _os_fault(exc: OSError) -> _Fault:
     # strerror only: str(OSError) repeats the path, which the message already names.
     if isinstance(exc, PermissionError):
@@ -355,22 +364,23 @@ def _same_file(fd: int, path: str) -> bool:
         return False
 
 
-def _acquire(path: str, flags: int, timeout: Optional[float], poll_max: float) -> Optional[int]:
+def _acquire(
+    path: str, flags: int, timeout: Optional[float], poll_max: float, *, follow: bool = True
+) -> Optional[int]:
     """Open ``path`` and take its exclusive lock; the locked fd, or ``None`` on timeout.
 
     The file is reopened on every attempt and its identity re-checked once locked: another
     tool may delete or replace the file while we wait (the Go SDK deletes an unreadable cache
     file under its lock), and a lock on a file no longer at ``path`` protects nothing.
-    Raises ``FileNotFoundError`` when the file is absent and ``flags`` do not create it.
+    Raises ``FileNotFoundError`` when the file is absent and ``flags`` do not create it, and
+    ``OSError`` when ``follow`` is false and the path is a symbolic link.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = _POLL_FIRST
     while True:
-        # O_NONBLOCK: opening a FIFO put in the file's place must not hang; no effect on files.
-        fd = os.open(path, flags | _O_NONBLOCK, 0o600)
+        # Non-blocking and regular only: a FIFO put in the file's place must not hang.
+        fd = _files.open_regular(path, flags, follow=follow)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise _Fault("not-regular", "is not a regular file")
             locked = _try_lock(fd)
             if locked and _same_file(fd, path):
                 return fd
@@ -412,9 +422,10 @@ def file_lock(
     fd: Optional[int] = None
     try:
         os.makedirs(os.path.dirname(path), mode=dir_mode, exist_ok=True)
-        fd = _acquire(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, timeout, poll_max)
-    except (OSError, _Fault) as exc:
-        on_fault(_os_fault(exc) if isinstance(exc, OSError) else exc)
+        # Never through a symbolic link: a dangling one would have us create its target.
+        fd = _acquire(path, os.O_RDWR | os.O_CREAT, timeout, poll_max, follow=False)
+    except (OSError, _Fault, _files.FileRefused) as exc:
+        on_fault(_fault(exc))
     if fd is None:
         yield False
         return
@@ -431,31 +442,21 @@ def storage_faults(warn: Callable[[str, str, str], None], consequence: str) -> I
     on after the block as after a miss or a skipped write."""
     try:
         yield
-    except (OSError, _Fault) as exc:
-        fault = _os_fault(exc) if isinstance(exc, OSError) else exc
+    except (OSError, _Fault, _files.FileRefused) as exc:
+        fault = _fault(exc)
         warn(fault.kind, fault.reason, consequence)
 
 
 # --------------------------------------------------------------------------- file contents
 
 
-def _read_fd(fd: int) -> bytes:
+def _read_fd(fd: int, path: str) -> bytes:
     """The whole file, or a ``too-large`` fault once it passes :data:`MAX_CACHE_FILE_BYTES`
     (checked while reading, so a huge file costs one chunk, not its size)."""
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_CACHE_FILE_BYTES:
-            raise _Fault(
-                "too-large",
-                f"is larger than {MAX_CACHE_FILE_BYTES // 1024} KiB, far beyond any token cache",
-            )
-        chunks.append(chunk)
+    try:
+        return _files.read_fd(fd, path, MAX_CACHE_FILE_BYTES)
+    except _files.FileRefused as refused:
+        raise _fault(refused) from None
 
 
 def _back_up(fd: int, path: str) -> str:
@@ -493,10 +494,11 @@ def _parse(data: bytes) -> dict[Any, Any]:
     if not data.strip():
         return {}
     try:
-        doc = yaml.load(data, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader (C or Python)
-    except Exception:
-        # Never the parser's message: it quotes the offending line, which may be a token.
-        raise _Fault("corrupt", "is not valid YAML") from None
+        # No anchors, aliases or deep nesting; never the parser's message, which quotes
+        # the offending line, and that may be a token.
+        doc = _files.load_yaml(data, "")
+    except _files.FileRefused as refused:
+        raise _fault(refused) from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -508,10 +510,7 @@ def _parse(data: bytes) -> dict[Any, Any]:
 
 
 def _dump(doc: dict[Any, Any]) -> bytes:
-    text: str = yaml.dump(
-        doc, Dumper=_YAML_DUMPER, default_flow_style=False, sort_keys=False, allow_unicode=True
-    )
-    return text.encode("utf-8")
+    return _files.dump_yaml(doc)
 
 
 def _entry_is_live(entry: object, now: float) -> bool:
@@ -567,7 +566,7 @@ def _load(
     created.
     """
     try:
-        data = _journal.recover(fd, path, _read_fd(fd), writable)
+        data = _journal.recover(fd, path, _read_fd(fd, path), writable)
     except _Fault as fault:  # too large: unusable, and its bytes stay where they are
         return b"", fault
     parsed = _try_parse(data)
@@ -579,7 +578,7 @@ def _load(
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
         try:
-            again = _read_fd(fd)
+            again = _read_fd(fd, path)
         except _Fault as fault:
             return b"", fault
         if again != data:
@@ -590,8 +589,9 @@ def _load(
 
 
 def _is_token_cache(doc: dict[Any, Any]) -> bool:
-    """Whether a parsed file is a token cache: empty, or holding the ``tokens`` mapping."""
-    return not doc or isinstance(doc.get("tokens"), dict)
+    """Whether a parsed file is a token cache: it holds the ``tokens`` mapping (an empty
+    file may be anything about to be written, so it is not one)."""
+    return isinstance(doc.get("tokens"), dict)
 
 
 def _make_private(fd: int, path: str, warn: Callable[..., None]) -> None:
@@ -773,9 +773,14 @@ class FileTokenCache:
                 if create:
                     # makedirs applies the mode to the directories it creates, not existing ones.
                     os.makedirs(os.path.dirname(path), mode=self._dir_mode, exist_ok=True)
-                created = create and _create_new(path)
-                fd = self._lock(path, os.O_RDWR | (os.O_CREAT if create else 0))
+                # Through a symbolic link only into an existing token cache (see _rewrite):
+                # never create the missing target of a dangling one.
+                linked = os.path.islink(path)
+                created = create and not linked and _create_new(path)
+                fd = self._lock(path, os.O_RDWR | (os.O_CREAT if create and not linked else 0))
             except FileNotFoundError:
+                if create and linked:
+                    raise _symlink_not_cache() from None
                 if create:
                     raise _Fault("missing-dir", "cannot be created") from None
                 return  # no file: nothing to remove
@@ -798,13 +803,9 @@ class FileTokenCache:
         if not apply(tokens):
             return
         if os.path.islink(path) and not (isinstance(loaded, dict) and _is_token_cache(loaded)):
-            # The link may point at anything (a dotfile kept in a repository): write
-            # only into what is a token cache already, or an empty file.
-            raise _Fault(
-                "symlink-not-cache",
-                "is a symbolic link to a file that is not a token cache; it was left "
-                "untouched (point the link at a token cache, or remove it)",
-            )
+            # The link may point at anything (a dotfile kept in a repository, a file about
+            # to be created): write only into what is a token cache already.
+            raise _symlink_not_cache()
         if isinstance(loaded, _Fault):
             # Unusable content cannot be merged. Its bytes are kept in a backup copy
             # before the file is started afresh: a cache must never destroy data.
@@ -822,11 +823,17 @@ class FileTokenCache:
     # -- locks
 
     def _lock(self, path: str, flags: int) -> int:
-        fd = _acquire(path, flags | _O_CLOEXEC, self.lock_timeout, _POLL_MAX_CACHE)
+        fd = _acquire(path, flags, self.lock_timeout, _POLL_MAX_CACHE)
         if fd is None:
             raise _Fault(
                 "lock-timeout", f"stayed locked by another process for {self.lock_timeout} s"
             )
+        try:
+            # Whoever else may write the file could have planted a token in it.
+            _files.check_private(path, os.fstat(fd))
+        except BaseException:
+            _unlock_close(fd)
+            raise
         return fd
 
     def login_lock(self, key: str, timeout: Optional[float]) -> AbstractContextManager[bool]:

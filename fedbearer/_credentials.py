@@ -20,12 +20,18 @@ import difflib
 import inspect
 import logging
 import math
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
-from typing_extensions import Self, TypedDict, Unpack
+# The standard library has all three from 3.11 on, and importing typing_extensions is a
+# measurable part of a cached `fedbearer token` (docs/performance.rst).
+if sys.version_info >= (3, 11):
+    from typing import Self, TypedDict, Unpack
+else:
+    from typing_extensions import Self, TypedDict, Unpack
 
 from . import _clock, _cooldown
 from ._bearer import Bearer, _login_hint

@@ -28,12 +28,18 @@ fedbearer): ``_MAGIC``, then ``b"<len(base)> <len(new)>\\n"``, then ``base``, th
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from typing import Optional
+
+from . import _files
 
 _SUFFIX = ".fedbearer-journal"
 _MAGIC = b"fedbearer-journal 1\n"
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: Largest journal read: two copies of a cache file (each at most 1 MiB, the cache's own
+#: cap; the new one may pass it by a token) and a header, with room to spare.
+MAX_JOURNAL_BYTES = 4 << 20
 
 
 def pending(path: str) -> bool:
@@ -150,11 +156,22 @@ def _padded(base: bytes, new: bytes) -> bytes:
 
 
 def _read(journal: str) -> Optional[tuple[bytes, bytes]]:
-    """``(base, new)`` from a complete journal; ``None`` when there is none or it is malformed."""
+    """``(base, new)`` from a complete journal; ``None`` when there is none or it is malformed.
+
+    Only a journal fedbearer could have written counts: a private regular file (not a link,
+    FIFO or device: :mod:`fedbearer._files`) of at most :data:`MAX_JOURNAL_BYTES`. Anything
+    else at its name is junk, like a malformed journal: its content is never read whole,
+    and never rolled forward into the cache (whoever else wrote it could plant a token).
+    """
     try:
-        with open(journal, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
+        raw = _files.read_private(journal, MAX_JOURNAL_BYTES, follow=False)
+    except _files.FileRefused:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symbolic link: never one of ours
+            return None
+        raise
+    if raw is None:
         return None
     if not raw.startswith(_MAGIC):
         return None

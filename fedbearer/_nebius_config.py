@@ -21,8 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import yaml
-
+from . import _files
 from ._cache import cache_key
 from ._exceptions import ConfigurationError
 
@@ -30,6 +29,10 @@ __all__ = ["DEFAULT_CONFIG_FILE", "PROFILE_ENV", "NebiusProfile", "load_nebius_p
 
 #: Where the Nebius CLI keeps its profiles; ``~`` is expanded at each call.
 DEFAULT_CONFIG_FILE = "~/.nebius/config.yaml"
+
+#: Largest config file read. The Nebius CLI's holds a few lines per profile; a larger file
+#: is refused rather than read whole.
+MAX_CONFIG_FILE_BYTES = 1 << 20
 
 #: Environment variable that selects the profile when no argument does (as in the Nebius SDK).
 PROFILE_ENV = "NEBIUS_PROFILE"
@@ -50,28 +53,24 @@ class NebiusProfile:
 
 
 def _load_yaml(path: str) -> Any:
-
+    """The parsed file: regular, private and bounded (:mod:`fedbearer._files`)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise ConfigurationError(
-            f"Nebius CLI config file {path} not found; create a profile with "
-            "`nebius profile create`, or pass federation_endpoint and federation_id directly"
-        ) from None
+        data = _files.read_private(path, MAX_CONFIG_FILE_BYTES)
+    except _files.FileRefused as exc:
+        raise ConfigurationError(f"Nebius CLI config file {exc}") from None
     except OSError as exc:
         raise ConfigurationError(
             f"cannot read Nebius CLI config file {path}: {exc.strerror}"
         ) from None
-    try:
-        return yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        # The line number only: the parser's own message quotes file content.
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
+    if data is None:
         raise ConfigurationError(
-            f"Nebius CLI config file {path} is not valid YAML{where}"
-        ) from None
+            f"Nebius CLI config file {path} not found; create a profile with "
+            "`nebius profile create`, or pass federation_endpoint and federation_id directly"
+        )
+    try:
+        return _files.load_yaml(data, path)
+    except _files.FileRefused as exc:
+        raise ConfigurationError(f"Nebius CLI config file {exc}") from None
 
 
 def _choose(profile: Optional[str], config: dict[Any, Any], names: list[str], path: str) -> str:
@@ -129,7 +128,13 @@ def load_nebius_profile(
         raise ConfigurationError(f"Nebius CLI profile {name!r} in {path} is not a mapping")
     auth_type = settings.get("auth-type")
     if auth_type != "federation":
-        shown = "not set" if auth_type is None else repr(str(auth_type))
+        # The value's type first: only a string is quoted, and only its beginning.
+        if auth_type is None:
+            shown = "not set"
+        elif isinstance(auth_type, str):
+            shown = repr(auth_type[:100])
+        else:
+            shown = f"a {type(auth_type).__name__}"
         raise ConfigurationError(
             f"Nebius CLI profile {name!r} in {path} is not a federation profile "
             f"(auth-type is {shown}); fedbearer needs auth-type: federation"

@@ -35,13 +35,16 @@ from typing import Any, Optional
 
 import yaml
 
+from . import _files
+from ._cache import file_lock
 from ._exceptions import ConfigurationError
 from ._protocol import authorization_params, check_url, scope_tokens
+from ._settings import MAX_TEXT_SETTING
 
 #: Largest profiles file read: it holds a few lines per profile.
 MAX_PROFILES_FILE_BYTES = 256 * 1024
 _FEDERATION_FIELDS = ("federation_endpoint", "federation_id")
-_MAX_VALUE = 2048
+_MAX_VALUE = MAX_TEXT_SETTING  # as LoginSettings checks client_id
 
 
 def default_profiles_file() -> str:
@@ -102,9 +105,9 @@ def parse_profiles(data: bytes, path: str) -> Profiles:
     if len(data) > MAX_PROFILES_FILE_BYTES:
         raise ConfigurationError(f"{path} is larger than {MAX_PROFILES_FILE_BYTES} bytes")
     try:
-        doc = yaml.safe_load(data) if data.strip() else {}
-    except yaml.YAMLError:
-        raise ConfigurationError(f"{path} is not valid YAML; fix or delete it") from None
+        doc = _files.load_yaml(data, path)
+    except _files.FileRefused as exc:
+        raise ConfigurationError(f"{exc}; fix or delete it") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict) or not isinstance(doc.get("profiles", {}), dict):
@@ -172,12 +175,12 @@ def load_profiles(path: Optional[str] = None) -> Profiles:
     """The remembered profiles (none when the file does not exist)."""
     path = default_profiles_file() if path is None else os.path.expanduser(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_PROFILES_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return Profiles(path, None, {})
+        # Regular, private (its allow_insecure_http sends tokens over plain http), bounded.
+        data = _files.read_private(path, MAX_PROFILES_FILE_BYTES)
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path} ({exc.strerror})") from None
+    if data is None:
+        return Profiles(path, None, {})
     return parse_profiles(data, path)
 
 
@@ -204,13 +207,16 @@ def _dump(default: Optional[str], profiles: Mapping[str, RememberedProfile]) -> 
 
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    lock_path = os.path.join(directory, ".profiles.lock")
-    import portalocker  # see remember_profile
+    def refuse(fault: Exception) -> None:
+        raise ConfigurationError(f"cannot lock {lock_path} ({fault})")
 
-    flags = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
-    with portalocker.Lock(lock_path, timeout=10, flags=flags):
+    directory = os.path.dirname(path)
+    lock_path = os.path.join(directory, ".profiles.lock")
+    # The cache's lock: never through a symbolic link (a dangling one would have its
+    # target created), never blocked by a FIFO.
+    with file_lock(lock_path, timeout=10, dir_mode=0o700, poll_max=0.1, on_fault=refuse) as locked:
+        if not locked:
+            raise ConfigurationError(f"cannot save the profile to {path} (it stayed locked)")
         yield
 
 
@@ -220,12 +226,9 @@ def remember_profile(profile: RememberedProfile, path: Optional[str] = None) -> 
     Read, changed and replaced under a lock, so two logins at once both land; the file is
     written to a temporary name and renamed, so a crash never leaves half of it.
     """
-    # Imported here: only a login writes this file, and `fedbearer token` only reads it.
-    # portalocker's import reads package metadata (tens of milliseconds); tempfile brings
-    # shutil, random and the compression modules.
+    # Imported here: only a login writes this file, and `fedbearer token` only reads it;
+    # tempfile brings shutil, random and the compression modules.
     import tempfile
-
-    import portalocker
 
     path = default_profiles_file() if path is None else os.path.expanduser(path)
     try:
@@ -243,7 +246,6 @@ def remember_profile(profile: RememberedProfile, path: Optional[str] = None) -> 
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-    except (OSError, portalocker.LockException) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it stayed locked"
-        raise ConfigurationError(f"cannot save the profile to {path} ({reason})") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot save the profile to {path} ({exc.strerror})") from None
     return path

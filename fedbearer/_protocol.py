@@ -313,8 +313,10 @@ def scope_tokens(scopes: object) -> tuple[str, ...]:
         items = _items(scopes, "scopes must be a string or a sequence of strings")
     for scope in items:
         if not isinstance(scope, str) or not _SCOPE_TOKEN.fullmatch(scope):
+            # The type first: str() of a parsed value could be any size.
+            shown = repr(scope[:100]) if isinstance(scope, str) else f"a {type(scope).__name__}"
             raise ConfigurationError(
-                f"scope {str(scope)[:100]!r} is not an RFC 6749 scope token (printable ASCII, "
+                f"scope {shown} is not an RFC 6749 scope token (printable ASCII, "
                 "no space, no '\"' or '\\')"
             )
     if not items:

@@ -51,6 +51,8 @@ ProviderKind = Literal["federation", "endpoints", "discovery"]
 
 _FALSE = frozenset({"0", "false", "no", "off"})
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,1024}")
+#: Longest client_id (and other text setting) accepted, here and in the profiles file.
+MAX_TEXT_SETTING = 2048
 _TRUE = frozenset({"1", "true", "yes", "on", ""})
 
 #: ``interactive_source`` of settings made non-interactive by fedbearer's pytest plugin.
@@ -252,6 +254,13 @@ class LoginSettings:
         if not isinstance(self.client_id, str) or not self.client_id.strip():
             raise ConfigurationError(
                 "client_id is empty; pass the OAuth client id of your application"
+            )
+        if len(self.client_id) > MAX_TEXT_SETTING or not self.client_id.isprintable():
+            # A line break would forge lines in logs and the profiles file, whose reader
+            # refuses it: checked once here, with the same rule.
+            raise ConfigurationError(
+                f"client_id must be printable (no line break or control character) and at "
+                f"most {MAX_TEXT_SETTING} characters; pass the client id exactly as registered"
             )
         if not isinstance(self.profile, str) or not self.profile:
             raise ConfigurationError("profile is empty; pass a profile name such as 'default'")

@@ -46,6 +46,7 @@ from .output import (
     expiry,
     hint,
     interaction_required,
+    printable,
     progress_for,
     report,
     show_warning,
@@ -459,13 +460,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for place, found_entries in listed:
         if not found_entries:
             continue
-        print(f"Cached tokens in {place}:")
+        print(f"Cached tokens in {printable(place)}:")
         for key, token in found_entries:
             mark = "*" if place == where and current is not None and key == current.key else " "
             renewable = ", with a refresh token" if token.refresh_token else ""
             scope = "" if token.scope is None else f", scope {' '.join(token.scope)}"
             who = "" if token.account is None else f", {_account_text(token.account)}"
-            print(f"{mark} {key}: {expiry(token)}{renewable}{scope}{who}")
+            print(f"{mark} {printable(key)}: {expiry(token)}{renewable}{scope}{who}")
     if entries and current is not None and all(key != current.key for key, _ in entries):
         print(f"  (nothing cached for {current.describe()})")
     return EXIT_OK

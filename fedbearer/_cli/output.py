@@ -56,6 +56,16 @@ def expiry(token: Token) -> str:
     return f"expired at {when} ({duration(left)} ago)"
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: each character that is not printable (an escape that
+    would recolour or rewrite the screen, a line break that would forge a line) shown
+    escaped, as Python writes it (``\\x1b``, ``\\n``). Cache keys come from a file that
+    other tools write too."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def subject(access_token: str) -> Optional[str]:
     """Who the token names, when it is a JWT with an identifying claim (display only).
 
