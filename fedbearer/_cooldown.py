@@ -17,7 +17,8 @@ each one abandoned in a row, up to :data:`MAX_COOLDOWN`; a record older than
 
 The file holds the time of the last abandoned login, how many in a row, and how it ended;
 nothing secret. It is written 0600 through a temporary file and an atomic rename, read
-without following a symbolic link and at most :data:`MAX_RECORD_BYTES`; anything
+(:mod:`fedbearer._files`) without following a symbolic link, as a regular file only, and at
+most :data:`MAX_RECORD_BYTES`; anything
 unreadable or malformed counts as no record (a broken file must not stop logins).
 """
 
@@ -29,7 +30,6 @@ import json
 import logging
 import math
 import os
-import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +37,7 @@ from typing import Optional
 
 from . import _clock
 from ._exceptions import AuthorizationError, DeviceCodeExpiredError, LoginTimeoutError
+from ._files import FileRefused, open_regular, read_fd
 from ._settings import test_guard
 
 log = logging.getLogger("fedbearer.login")
@@ -49,9 +50,6 @@ MAX_COOLDOWN = 3600.0
 STREAK_RESET = 86400.0
 #: Largest record file read.
 MAX_RECORD_BYTES = 4096
-
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def cooldown(streak: int) -> float:
@@ -110,23 +108,19 @@ def read(key: str, *, directory: Optional[str] = None) -> Optional[Abandoned]:
     """The record of ``key``, or ``None`` (none, unreadable or malformed)."""
     path = record_path(key, directory)
     try:
-        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK)
+        # Not followed if a symbolic link; a FIFO or device at the path is refused unread.
+        fd = open_regular(path, follow=False)
     except FileNotFoundError:
         return None
-    except OSError as exc:  # a symbolic link (ELOOP), no permission
+    except (OSError, FileRefused) as exc:  # a symbolic link (ELOOP), no permission, a FIFO
         log.debug("ignoring the login record %s (%s)", path, type(exc).__name__)
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            log.debug("ignoring the login record %s: not a regular file", path)
-            return None
-        data = os.read(fd, MAX_RECORD_BYTES + 1)
-    except OSError:
+        data = read_fd(fd, path, MAX_RECORD_BYTES)
+    except (OSError, FileRefused):
         return None
     finally:
         os.close(fd)
-    if len(data) > MAX_RECORD_BYTES:
-        return None
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
