@@ -159,7 +159,9 @@ def test_ssh_login_in_a_terminal_completes_from_the_address_chromium_could_not_l
         capture = login_and_approve_unreachable("paste-user")
         page = browser_driver.open(url, capture.script).wait(60).raise_for_error()
         assert capture.passed == []
-        assert capture.refused == [capture.address], capture.refused
+        # Only the callback was refused. Chromium may retry a refused navigation once on a
+        # busy machine (seen: the same URL twice), so duplicates of it are not a failure.
+        assert set(capture.refused) == {capture.address}, capture.refused
         assert "refused to connect" in page.text  # Chromium's own error page
         pasted = capture.address
         assert pasted is not None and pasted.startswith(redirect_uri + "/?")
