@@ -424,7 +424,10 @@ def _request_codes(
 
 @interruptible
 def _poll(
-    settings: LoginSettings, token_url: str, grant: DeviceAuthorization, deadline: Optional[float]
+    settings: LoginSettings,
+    federation: Federation,
+    grant: DeviceAuthorization,
+    deadline: Optional[float],
 ) -> Union[Token, Poll]:
     from ._login import post_token_request
 
@@ -435,12 +438,16 @@ def _poll(
     )
     try:
         return post_token_request(
-            token_url,
+            federation.token_url,
             body,
             deadline=deadline,
             verify=settings.verify,
             secrets_=(grant.device_code, grant.user_code, settings.client_secret or ""),
             session=settings.session,
+            # As for the code flow's exchange: an ID token names the account only when it
+            # is meant for this client and comes from this issuer.
+            client_id=settings.client_id,
+            issuer=federation.issuer,
         )
     except TokenEndpointError as exc:
         return poll_outcome(exc)
@@ -505,7 +512,7 @@ def device_login(
         _pause(min(interval, end - now))
         if time.monotonic() >= end:
             continue  # the loop head says which limit passed
-        outcome = _poll(settings, federation.token_url, grant, deadline)
+        outcome = _poll(settings, federation, grant, deadline)
         polls += 1
         if outcome is Poll.SLOW_DOWN:
             interval = min(interval + SLOW_DOWN_STEP, MAX_INTERVAL)

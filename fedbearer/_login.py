@@ -637,8 +637,9 @@ def login(settings: LoginSettings) -> Token:
     log.info("login: %s, as %s", "device code" if how.device else "browser", how.reason)
     if how.device:
         shown_reason = None if settings.device_code else how.reason
-        return device_login(
-            settings, federation, deadline=deadline, writer=out, reason=shown_reason
+        return _granted(
+            settings,
+            device_login(settings, federation, deadline=deadline, writer=out, reason=shown_reason),
         )
     state = new_state()
     verifier, challenge = new_pkce()
@@ -727,12 +728,15 @@ def login(settings: LoginSettings) -> Token:
             paste.stop()  # the terminal is the user's again while the code is exchanged
         if callback.kind is CallbackKind.NO_BROWSER:
             server.close()
-            return device_login(
+            return _granted(
                 settings,
-                federation,
-                deadline=deadline,
-                writer=out,
-                reason=f"the browser could not be opened ({callback.error})",
+                device_login(
+                    settings,
+                    federation,
+                    deadline=deadline,
+                    writer=out,
+                    reason=f"the browser could not be opened ({callback.error})",
+                ),
             )
         missing_iss = federation.iss_required and callback.iss is None
         if callback.kind is CallbackKind.WRONG_ISSUER or missing_iss:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 import webbrowser
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +30,7 @@ from fedbearer import (
     LoginSettings,
     LoginTimeoutError,
     MemoryTokenCache,
+    ScopeWarning,
     _clock,
 )
 from fedbearer._cli import EXIT_OK, EXIT_USAGE, main
@@ -481,6 +483,21 @@ def test_the_same_client_authentication_scopes_and_params_are_sent(make_provider
     assert fed.granted_scopes(token.token) == {"openid", "email"}
     (poll,) = fed.device_poll_params
     assert poll["client_secret"] == "s3cret-value" and poll["grant_type"] == DEVICE_CODE_GRANT_TYPE
+
+
+def test_a_device_login_keeps_the_account_and_the_granted_scopes_and_warns_of_a_withheld_one(
+    make_provider, naps
+):
+    fed = make_provider(layout="keycloak", withheld_scopes={"email"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        token = device_auth(fed, scopes="openid profile email").get_token()
+    # The ID token of the device grant names the account, as the code flow's does.
+    assert token.account is not None and token.account.sub == fed.user
+    assert token.account.preferred_username == fed.user
+    assert token.scope == ("openid", "profile")
+    (warned,) = [w for w in caught if issubclass(w.category, ScopeWarning)]
+    assert "did not grant the scope email" in str(warned.message)
 
 
 def test_neither_code_is_logged_at_any_level(provider, naps, caplog):

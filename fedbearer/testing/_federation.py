@@ -1302,7 +1302,7 @@ class LocalFederation:
             self._counts["device_authorizations"] += 1
             self._devices[device_code] = _DeviceRequest(
                 params["client_id"],
-                " ".join(scopes),
+                " ".join(s for s in scopes if s not in self.withheld_scopes),
                 user_code,
                 _clock.now() + self.device_code_lifetime,
                 decision=self.user if self.auto_approve else None,
