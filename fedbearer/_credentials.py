@@ -230,6 +230,12 @@ class Credentials:
             self._install(found.token)
             log.debug("using the token from $%s; no cache, refresh or login", found.variable)
 
+    #: Whether a login that :meth:`get_token` or a request starts is held back within the
+    #: cool-down after an abandoned one (:mod:`fedbearer._cooldown`). ``fedbearer login``
+    #: turns it off: it is an explicit login, and must run even when another process
+    #: abandons a login while this one waits for the login lock.
+    lazy_logins = True
+
     def _locks(self) -> None:
         self._lock = threading.Lock()
         self._distrust_lock = threading.Lock()
@@ -429,7 +435,7 @@ class Credentials:
             source = cached if cached is not None and cached.refresh_token else current
             token = self._refreshed(source)
             if token is None:
-                token = self._interactive_login(lazy=True)
+                token = self._interactive_login(lazy=self.lazy_logins)
             cache.put(key, token)
             return token
 

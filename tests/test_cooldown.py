@@ -408,3 +408,26 @@ def test_fedbearer_token_honours_the_cooldown_and_fedbearer_login_clears_it(
     capsys.readouterr()
     assert main(["token", *cli_flags(federation), *cache]) == EXIT_OK
     assert federation.is_valid(capsys.readouterr().out.strip())
+
+
+@pytest.mark.fedbearer_real  # the CLI's own login, completed by $BROWSER
+def test_fedbearer_login_runs_though_another_process_abandons_a_login_meanwhile(
+    federation, browser_command, tmp_path, monkeypatch
+):
+    # `fedbearer login` clears the record, then waits for the login lock; a background
+    # `fedbearer token` that holds it gives up meanwhile and records its abandoned login.
+    key = FederationAuth(federation.client_id, federation.endpoint, "test-federation").bearer.name
+    real_clear = cooldown.clear
+    calls: list[str] = []
+
+    def clear_then_another_process_abandons(name: str, **kw: Any) -> None:
+        real_clear(name, **kw)
+        if not calls:
+            cooldown.record(name, "it timed out")
+        calls.append(name)
+
+    monkeypatch.setattr(cooldown, "clear", clear_then_another_process_abandons)
+    cache = ["--cache-file", str(tmp_path / "tokens.yaml")]
+    assert main(["login", *cli_flags(federation), *cache]) == EXIT_OK
+    assert calls[0] == key and federation.token_requests == 1
+    assert cooldown.read(key) is None  # the login that succeeded ended the cool-down

@@ -120,15 +120,23 @@ def _credentials(
 
 
 def _obtain(
-    args: argparse.Namespace, identity: Identity, cache: TokenCache, *, env_token: bool = True
+    args: argparse.Namespace,
+    identity: Identity,
+    cache: TokenCache,
+    *,
+    env_token: bool = True,
+    explicit: bool = False,
 ) -> tuple[Token, str]:
     """A valid token and how it was obtained: ``cached``, ``refreshed``, ``login`` or
     ``environment`` (``FEDBEARER_TOKEN`` / ``NEBIUS_IAM_TOKEN``, unless ``env_token`` is
-    off or ``--no-env-token`` was given)."""
+    off or ``--no-env-token`` was given). An ``explicit`` login (``fedbearer login``) runs
+    within the cool-down after an abandoned one too."""
     with progress_for(sys.stderr, no_browser=args.no_browser, debug=args.debug) as progress:
         credentials = _credentials(
             args, identity, cache, progress, env_token=env_token and args.env_token
         )
+        if explicit:
+            credentials.lazy_logins = False
         if credentials.token_variable is not None:
             return credentials.get_token(), "environment"
         before = cache.get(credentials.bearer.name)
@@ -155,7 +163,7 @@ def _cmd_login(args: argparse.Namespace) -> int:
     # logins that start by themselves (fedbearer token, FederationAuth).
     _cooldown.clear(identity.key)
     # An explicit login logs in: a token in the environment is not what it is asked for.
-    token, how = _obtain(args, identity, cache, env_token=False)
+    token, how = _obtain(args, identity, cache, env_token=False, explicit=True)
     # Remembered once the login worked: later commands need no options (or --profile).
     remember(identity)
     who = token.account.label if token.account is not None else subject(token.token)
