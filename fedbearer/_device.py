@@ -40,6 +40,7 @@ from ._exceptions import (
     InvalidTokenResponseError,
     LoginTimeoutError,
     TokenEndpointError,
+    setting,
 )
 from ._http import call
 from ._interrupts import interruptible
@@ -260,14 +261,14 @@ def device_authorization_error(
         cls: type[TokenEndpointError] = InvalidClientError
         hint = (
             "the provider does not let this client_id use the device code; enable the device "
-            "authorization grant for it, or log in with the browser (device_code=False, "
-            "--no-device-code)"
+            f"authorization grant for it, or log in with the browser "
+            f"({setting('device_code_off')})"
         )
     elif code == "invalid_scope":
         cls, hint = TokenEndpointError, "the provider rejected the requested scope"
     else:
         cls, hint = TokenEndpointError, "check the provider's settings for this client"
-    return cls(
+    return cls.naming(
         f"the device authorization endpoint refused the request (HTTP {status}, {detail}); {hint}",
         status=status,
         error=code,
@@ -475,10 +476,10 @@ def device_login(
 
     url = federation.device_authorization_url
     if url is None:
-        raise ConfigurationError(
-            f"device_code=True, but {federation.endpoint} offers no device authorization "
-            "endpoint (RFC 8628); log in with the browser (device_code=None or False, "
-            "--no-device-code)"
+        raise ConfigurationError.naming(
+            f"{setting('device_code_on')}, but {federation.endpoint} offers no device "
+            "authorization endpoint (RFC 8628); log in with the browser (leave out "
+            f"{setting('device_code_on')}, or give {setting('device_code_off')})"
         )
     grant = _request_codes(settings, url, deadline)
     expires = time.monotonic() + grant.expires_in

@@ -53,6 +53,8 @@ def setting(name: str) -> str:
 #: all (a clause about a method it does not have).
 _PYTHON_PHRASES = {
     "proxies": "HTTPS_PROXY, NO_PROXY, or session=",
+    "device_code_on": "device_code=True",
+    "device_code_off": "device_code=False",
     "without_document": (
         "; a provider without one needs its endpoints given: FederationAuth.from_endpoints("
         "authorization_endpoint=, token_endpoint=)"

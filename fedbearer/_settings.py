@@ -303,8 +303,7 @@ class LoginSettings:
         ):
             raise ConfigurationError(
                 "device_code=True, but a Nebius federation offers no device authorization "
-                "endpoint (RFC 8628); leave device_code out (--no-device-code) to log in "
-                "with the browser"
+                "endpoint (RFC 8628); leave device_code out to log in with the browser"
                 if self.kind == "federation"
                 else "device_code=True needs device_authorization_endpoint= (the "
                 "provider's RFC 8628 endpoint); or leave device_code out to log in with "

@@ -511,8 +511,8 @@ def test_neither_code_is_logged_at_any_level(provider, naps, caplog):
     assert "login: device code, as device_code=True" in logged
 
 
-def test_a_refused_device_request_names_the_setting_to_change(provider):
-    with pytest.raises(InvalidClientError, match="--no-device-code"):
+def test_a_refused_device_request_names_the_setting_to_change(provider, capsys, monkeypatch):
+    with pytest.raises(InvalidClientError, match=r"device_code=False") as caught:
         FederationAuth.from_issuer(
             provider.issuer,
             "someone-else",
@@ -521,6 +521,26 @@ def test_a_refused_device_request_names_the_setting_to_change(provider):
             interactive=True,
             device_code=True,
         ).get_token()
+    assert "--no-device-code" not in str(caught.value)  # a Python caller reads no flags
+    monkeypatch.setenv("FEDBEARER_INTERACTIVE", "1")
+    argv = ["login", "--issuer", provider.issuer, "--client-id", "someone-else"]
+    assert main([*argv, "--device-code"]) != EXIT_OK
+    err = capsys.readouterr().err
+    assert "--no-device-code" in err and "device_code=" not in err
+
+
+def test_a_missing_device_endpoint_is_named_in_the_caller_s_terms(
+    make_provider, capsys, monkeypatch
+):
+    fed = make_provider(layout="keycloak", device_flow=False)
+    with pytest.raises(ConfigurationError, match="device_code=True, but") as caught:
+        device_auth(fed).get_token()
+    assert "--device-code" not in str(caught.value)
+    monkeypatch.setenv("FEDBEARER_INTERACTIVE", "1")
+    argv = ["login", "--issuer", fed.issuer, "--client-id", fed.client_id, "--device-code"]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--device-code, but" in err and "device_code=" not in err
 
 
 def test_from_endpoints_with_a_device_endpoint(provider, naps):

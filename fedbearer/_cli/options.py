@@ -768,6 +768,8 @@ FLAGS = {
     "proxies": "HTTPS_PROXY, NO_PROXY",
     "without_document": "",  # the command line has no way to give the endpoints
     "cache": "--cache-file",
+    "device_code_on": "--device-code",
+    "device_code_off": "--no-device-code",
 }
 
 
