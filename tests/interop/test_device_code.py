@@ -130,6 +130,8 @@ def test_from_issuer_logs_in_with_a_code_entered_in_chromium(
         "email": "device-user@interop.test",
         "email_verified": False,
     }
+    # The independent provider's ID token names the account, as after a browser login.
+    assert token.account is not None and token.account.sub == "device-user"
     assert op.authorize_log() == []  # no browser login was started here
     polls = [e for e in op.token_log() if e["form"].get("grant_type") == DEVICE_GRANT]
     assert polls and polls[-1]["status"] == 200
