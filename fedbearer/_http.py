@@ -31,6 +31,7 @@ Discovery, the pre-flight check, the code exchange, refresh and revocation all g
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import socket
@@ -45,6 +46,7 @@ import requests
 import urllib3
 from requests.adapters import DEFAULT_CA_BUNDLE_PATH, BaseAdapter, HTTPAdapter
 from requests.utils import default_headers, get_environ_proxies
+from urllib3.util.retry import Retry
 
 from ._exceptions import (
     ConfigurationError,
@@ -125,6 +127,7 @@ class _Watchdog:
     """
 
     def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.fired = False
@@ -170,6 +173,7 @@ class _WatchedAdapter(HTTPAdapter):
         self._watchdog = watchdog
         self._classes: dict[type, type] = {}
         super().__init__(pool_connections=1, pool_maxsize=1, max_retries=max_retries)
+        self.max_retries = _retries_within(self.max_retries, watchdog.deadline)
 
     def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
         return self._watch(super().get_connection_with_tls_context(*args, **kwargs))
@@ -199,6 +203,33 @@ class _WatchedAdapter(HTTPAdapter):
             self._classes[base] = watched
         pool.ConnectionCls = watched
         return pool
+
+
+def _retries_within(retries: Retry, deadline: float) -> Retry:
+    """``retries`` with each wait between attempts (its backoff, a server's ``Retry-After``)
+    cut to the time left before ``deadline``.
+
+    urllib3 sleeps between attempts with no socket open, so the watchdog has nothing to shut
+    down: a discovery answered ``503`` with ``Retry-After: 86400`` through a session's
+    ``HTTPAdapter(max_retries=3)`` would hold the call a day. ``Retry.new`` builds each next
+    state as ``type(self)``, so a subclass carries the cut through every attempt.
+    """
+
+    class _Within(type(retries)):  # type: ignore[misc]
+        def get_retry_after(self, response: Any) -> Optional[float]:
+            seconds: Optional[float] = super().get_retry_after(response)
+            return None if seconds is None else min(seconds, _left(deadline))
+
+        def get_backoff_time(self) -> float:
+            return min(float(super().get_backoff_time()), _left(deadline))
+
+    within = copy.copy(retries)
+    within.__class__ = _Within
+    return within
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def _adapter_for(
