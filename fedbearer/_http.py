@@ -35,6 +35,7 @@ import copy
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -314,10 +315,8 @@ def call(
             f"the login deadline passed before the {what} was called; pass a longer timeout"
         )
     use_verify, source = ca_bundle(verify, session)
-    if isinstance(use_verify, str) and not os.path.exists(use_verify):
-        raise ConfigurationError(
-            f"the CA bundle {use_verify} ({source}) does not exist; name an existing file"
-        )
+    if isinstance(use_verify, str):
+        _check_ca_bundle(use_verify, source)
     sent = dict(default_headers())
     sent["Accept"] = "application/json"
     if body is not None:
@@ -387,6 +386,23 @@ def call(
             status=answer.status,
         )
     return answer
+
+
+def _check_ca_bundle(path: str, source: str) -> None:
+    """Refuse a CA bundle that is missing, or neither a file nor a directory of them:
+    OpenSSL opens it blocking, and a FIFO there would hang the call out of the watchdog's
+    reach (no socket is read while it waits)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise ConfigurationError(
+            f"the CA bundle {path} ({source}) does not exist; name an existing file"
+        ) from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ConfigurationError(
+            f"the CA bundle {path} ({source}) is not a regular file (a FIFO or device); "
+            "name a file of certificates"
+        )
 
 
 def _tls_reason(exc: BaseException) -> str:
