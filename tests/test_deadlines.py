@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 
 from fedbearer import (
     Bearer,
+    ConfigurationError,
     FederationAuth,
     LoginTimeoutError,
     MemoryTokenCache,
@@ -283,3 +284,11 @@ def test_a_sessions_retries_wait_no_longer_than_the_deadline():
         server.server_close()
     assert server.gets >= 1  # type: ignore[attr-defined]
     assert login_threads() == [] and no_deadline_threads()
+
+
+def test_a_timeout_too_long_for_the_platforms_clock_is_refused_by_name():
+    """timeout=1e10 is finite, but its deadline overflowed the platform's time type: the
+    login raised a bare OverflowError (and the watchdog thread printed another)."""
+    with pytest.raises(ConfigurationError, match=r"timeout must be at most .*None for no limit"):
+        FederationAuth("client", "https://fed.example", "fed", cache=None, timeout=1e10)
+    FederationAuth("client", "https://fed.example", "fed", cache=None, timeout=86400 * 30)
