@@ -116,10 +116,14 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
             return None
         return f"{request.method} {_origin(request.url)}"
 
-    def _resend(self, request: httpx.Request, where: str, header: str) -> Optional[httpx.Request]:
+    def _resend(
+        self, request: httpx.Request, response: httpx.Response, where: str, header: str
+    ) -> Optional[httpx.Request]:
         """A copy of ``request`` with ``header``, when its body can go again; else warn.
 
-        A copy, so that the 401 in ``response.history`` keeps the request it answered.
+        A copy, so that the 401 in ``response.history`` keeps the request it answered. It
+        carries the cookies the 401 set (a load balancer's affinity cookie, say), as the
+        ``requests`` adapter's resend and httpx's ``DigestAuth`` do.
         """
         if not _replayable(request):
             log.warning(
@@ -137,6 +141,8 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
             extensions=request.extensions,
         )
         retry.headers["Authorization"] = header
+        if response.cookies:
+            httpx.Cookies(response.cookies).set_cookie_header(retry)
         return retry
 
     def sync_auth_flow(
@@ -155,7 +161,7 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
         if where is None:
             return
         new_header = credentials.refused(header, where)
-        retry = None if new_header is None else self._resend(request, where, new_header)
+        retry = None if new_header is None else self._resend(request, response, where, new_header)
         if retry is not None and new_header is not None:
             response = yield retry
             if response.status_code in REFRESH_STATUSES:
@@ -180,7 +186,7 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
             credentials.refused(header, where)  # only warns: nothing to renew
             return
         new_header = await self._header_after(header[len("Bearer ") :], rejected=True)
-        retry = self._resend(request, where, new_header)
+        retry = self._resend(request, response, where, new_header)
         if retry is not None:
             response = yield retry
             if response.status_code in REFRESH_STATUSES:

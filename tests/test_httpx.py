@@ -188,6 +188,24 @@ def test_a_401_after_a_redirect_to_another_host_renews_nothing(federation):
     assert federation.logins == 1 and federation.refreshes == 0
 
 
+def test_the_resent_request_carries_the_cookies_the_401_set(federation):
+    """As the requests adapter: a server that pins a client to a backend with a cookie on
+    the 401 gets that cookie back with the resend."""
+    seen: list = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Cookie"))
+        if len(seen) == 1:
+            return httpx.Response(401, headers={"Set-Cookie": "backend=b7; Path=/"})
+        return httpx.Response(200)
+
+    auth = make_auth(federation)
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(handler)) as http:
+        response = http.post("https://api.example.com/things", content=b"x")
+    assert response.status_code == 200 and [r.status_code for r in response.history] == [401]
+    assert seen == [None, "backend=b7"]
+
+
 # ---------------------------------------------------------------------------- async
 
 
