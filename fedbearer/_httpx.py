@@ -29,7 +29,8 @@ import httpx
 from . import _clock
 from ._auth import MAX_RESENDS, REFRESH_STATUSES
 from ._challenge import bearer_error
-from ._credentials import FederationAuthBase
+from ._credentials import FederationAuthBase, copy_error
+from ._exceptions import FedbearerError
 from ._origins import DEFAULT_PORTS
 
 log = logging.getLogger("fedbearer.auth")
@@ -221,4 +222,10 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
             self._flight = flight
         # Shielded: a waiter that is cancelled stops waiting; the renewal goes on for the
         # others (a thread cannot be interrupted anyway).
-        await asyncio.shield(flight.future)
+        try:
+            await asyncio.shield(flight.future)
+        except FedbearerError as exc:
+            # A copy per waiter, as the core gives threads queued behind a failed login:
+            # one object raised in every task would gather all their frames in its
+            # traceback and keep them alive.
+            raise copy_error(exc) from exc.__cause__

@@ -264,6 +264,38 @@ async def test_a_hundred_tasks_share_one_login(federation, api):
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio: a thread per task (see docs)
+async def test_a_failed_login_reaches_every_waiting_task_as_its_own_error(federation, api):
+    """One login for all the waiting tasks; when it fails, each task raises the error once,
+    each its own copy (one object raised in every task would gather all their frames)."""
+    browser = ProgrammaticBrowser()
+    arrived = []
+
+    def open_when_all_wait(url: str) -> bool:
+        wait_for(lambda: len(arrived) == 10, timeout=30)
+        return browser(url)
+
+    federation.fail_next("deny")
+    auth = make_auth(federation, opener=open_when_all_wait)
+    errors: list = []
+    async with async_client(auth) as http:
+
+        async def call() -> None:
+            arrived.append(1)
+            try:
+                await http.get(api.url)
+            except fedbearer.AuthorizationError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(10):
+                tasks.start_soon(call)
+    assert len(errors) == 10 and len({id(exc) for exc in errors}) == 10
+    assert {str(exc) for exc in errors} == {str(errors[0])}
+    assert federation.token_requests == 0 and api.seen == []
+
+
+@pytest.mark.anyio
 async def test_cancelling_a_waiting_task_leaves_the_login_to_the_others(federation, api):
     release = threading.Event()
     browser = ProgrammaticBrowser()
