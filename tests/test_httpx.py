@@ -264,7 +264,39 @@ async def test_a_hundred_tasks_share_one_login(federation, api):
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio: a thread per task (see docs)
+async def test_tasks_waiting_for_a_login_leave_worker_threads_to_the_program(federation, api):
+    """100 tasks wait for one login while the program runs a job in a worker thread: the
+    login waits for that job, so tasks that each held a worker thread (trio and anyio
+    have 40) would starve it and the login would never finish."""
+    browser = ProgrammaticBrowser()
+    arrived = []
+    job_done = threading.Event()
+
+    def open_after_the_job(url: str) -> bool:
+        assert wait_for(job_done.is_set, timeout=30)
+        return browser(url)
+
+    auth = make_auth(federation, opener=open_after_the_job)
+    statuses = []
+    limits = httpx.Limits(max_connections=10)
+    async with httpx.AsyncClient(auth=auth, trust_env=False, limits=limits) as http:
+
+        async def call() -> None:
+            arrived.append(1)
+            statuses.append((await http.get(api.url)).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(100):
+                tasks.start_soon(call)
+            while len(arrived) < 100:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.1)  # let them all reach the wait for the token
+            await anyio.to_thread.run_sync(job_done.set)
+    assert statuses == [200] * 100
+    assert federation.logins == 1 and federation.token_requests == 1
+
+
+@pytest.mark.anyio
 async def test_a_failed_login_reaches_every_waiting_task_as_its_own_error(federation, api):
     """One login for all the waiting tasks; when it fails, each task raises the error once,
     each its own copy (one object raised in every task would gather all their frames)."""
