@@ -31,9 +31,11 @@ Discovery, the pre-flight check, the code exchange, refresh and revocation all g
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -45,6 +47,7 @@ import requests
 import urllib3
 from requests.adapters import DEFAULT_CA_BUNDLE_PATH, BaseAdapter, HTTPAdapter
 from requests.utils import default_headers, get_environ_proxies
+from urllib3.util.retry import Retry
 
 from ._exceptions import (
     ConfigurationError,
@@ -125,6 +128,7 @@ class _Watchdog:
     """
 
     def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.fired = False
@@ -170,6 +174,7 @@ class _WatchedAdapter(HTTPAdapter):
         self._watchdog = watchdog
         self._classes: dict[type, type] = {}
         super().__init__(pool_connections=1, pool_maxsize=1, max_retries=max_retries)
+        self.max_retries = _retries_within(self.max_retries, watchdog.deadline)
 
     def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
         return self._watch(super().get_connection_with_tls_context(*args, **kwargs))
@@ -199,6 +204,33 @@ class _WatchedAdapter(HTTPAdapter):
             self._classes[base] = watched
         pool.ConnectionCls = watched
         return pool
+
+
+def _retries_within(retries: Retry, deadline: float) -> Retry:
+    """``retries`` with each wait between attempts (its backoff, a server's ``Retry-After``)
+    cut to the time left before ``deadline``.
+
+    urllib3 sleeps between attempts with no socket open, so the watchdog has nothing to shut
+    down: a discovery answered ``503`` with ``Retry-After: 86400`` through a session's
+    ``HTTPAdapter(max_retries=3)`` would hold the call a day. ``Retry.new`` builds each next
+    state as ``type(self)``, so a subclass carries the cut through every attempt.
+    """
+
+    class _Within(type(retries)):  # type: ignore[misc]
+        def get_retry_after(self, response: Any) -> Optional[float]:
+            seconds: Optional[float] = super().get_retry_after(response)
+            return None if seconds is None else min(seconds, _left(deadline))
+
+        def get_backoff_time(self) -> float:
+            return min(float(super().get_backoff_time()), _left(deadline))
+
+    within = copy.copy(retries)
+    within.__class__ = _Within
+    return within
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def _adapter_for(
@@ -283,10 +315,8 @@ def call(
             f"the login deadline passed before the {what} was called; pass a longer timeout"
         )
     use_verify, source = ca_bundle(verify, session)
-    if isinstance(use_verify, str) and not os.path.exists(use_verify):
-        raise ConfigurationError(
-            f"the CA bundle {use_verify} ({source}) does not exist; name an existing file"
-        )
+    if isinstance(use_verify, str):
+        _check_ca_bundle(use_verify, source)
     sent = dict(default_headers())
     sent["Accept"] = "application/json"
     if body is not None:
@@ -356,6 +386,23 @@ def call(
             status=answer.status,
         )
     return answer
+
+
+def _check_ca_bundle(path: str, source: str) -> None:
+    """Refuse a CA bundle that is missing, or neither a file nor a directory of them:
+    OpenSSL opens it blocking, and a FIFO there would hang the call out of the watchdog's
+    reach (no socket is read while it waits)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise ConfigurationError(
+            f"the CA bundle {path} ({source}) does not exist; name an existing file"
+        ) from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ConfigurationError(
+            f"the CA bundle {path} ({source}) is not a regular file (a FIFO or device); "
+            "name a file of certificates"
+        )
 
 
 def _tls_reason(exc: BaseException) -> str:

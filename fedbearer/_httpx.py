@@ -9,27 +9,30 @@ The synchronous flow renews in the calling thread. The asynchronous flow never b
 event loop: a renewal (cache read, lock wait, refresh, browser login) runs in a worker
 thread. Under asyncio the tasks that need the same renewal share one future, run in the
 loop's default executor, and wait for it through :func:`asyncio.shield`, so cancelling
-one waiter leaves the renewal to the others. Under any other event loop httpx supports
-(trio, through anyio) each waiting task waits in its own worker thread; the core's lock
-still makes them one login.
+one waiter leaves the renewal to the others. Under trio (the other event loop httpx
+supports, through anyio) one thread of its own renews and the waiting tasks of that run
+await its result, with the same rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncGenerator, Generator
+import threading
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from typing import Optional
 
-import anyio.to_thread
 import httpx
 
 from . import _clock
 from ._auth import MAX_RESENDS, REFRESH_STATUSES
 from ._challenge import bearer_error
-from ._credentials import FederationAuthBase
+from ._credentials import FederationAuthBase, copy_error
+from ._exceptions import FedbearerError
 from ._origins import DEFAULT_PORTS
 
 log = logging.getLogger("fedbearer.auth")
@@ -53,6 +56,24 @@ def _replayable(request: httpx.Request) -> bool:
     except httpx.RequestNotRead:
         return False
     return True
+
+
+def _run_into(renew: Callable[[], None], future: concurrent.futures.Future[None]) -> None:
+    try:
+        renew()
+    except BaseException as exc:  # handed to the waiting tasks, whatever it is
+        future.set_exception(exc)
+    else:
+        future.set_result(None)
+
+
+@dataclass
+class _TrioFlight:
+    """One renewal in a thread of its own, shared by the trio tasks of one run that need it."""
+
+    token: object  # the run's trio.lowlevel.TrioToken
+    stale: Optional[str]
+    future: concurrent.futures.Future[None]
 
 
 @dataclass
@@ -86,10 +107,12 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
     """
 
     _flight: Optional[_Flight] = None
+    _trio_flight: Optional[_TrioFlight] = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state.pop("_flight", None)  # belongs to a running event loop
+        state.pop("_trio_flight", None)
         return state
 
     # ------------------------------------------------------------------ the token path
@@ -116,10 +139,14 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
             return None
         return f"{request.method} {_origin(request.url)}"
 
-    def _resend(self, request: httpx.Request, where: str, header: str) -> Optional[httpx.Request]:
+    def _resend(
+        self, request: httpx.Request, response: httpx.Response, where: str, header: str
+    ) -> Optional[httpx.Request]:
         """A copy of ``request`` with ``header``, when its body can go again; else warn.
 
-        A copy, so that the 401 in ``response.history`` keeps the request it answered.
+        A copy, so that the 401 in ``response.history`` keeps the request it answered. It
+        carries the cookies the 401 set (a load balancer's affinity cookie, say), as the
+        ``requests`` adapter's resend and httpx's ``DigestAuth`` do.
         """
         if not _replayable(request):
             log.warning(
@@ -137,6 +164,8 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
             extensions=request.extensions,
         )
         retry.headers["Authorization"] = header
+        if response.cookies:
+            httpx.Cookies(response.cookies).set_cookie_header(retry)
         return retry
 
     def sync_auth_flow(
@@ -155,7 +184,7 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
         if where is None:
             return
         new_header = credentials.refused(header, where)
-        retry = None if new_header is None else self._resend(request, where, new_header)
+        retry = None if new_header is None else self._resend(request, response, where, new_header)
         if retry is not None and new_header is not None:
             response = yield retry
             if response.status_code in REFRESH_STATUSES:
@@ -180,7 +209,7 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
             credentials.refused(header, where)  # only warns: nothing to renew
             return
         new_header = await self._header_after(header[len("Bearer ") :], rejected=True)
-        retry = self._resend(request, where, new_header)
+        retry = self._resend(request, response, where, new_header)
         if retry is not None:
             response = yield retry
             if response.status_code in REFRESH_STATUSES:
@@ -201,8 +230,8 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
         renew = functools.partial(self.credentials.renew, stale, rejected=rejected)
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): a worker thread per waiting task
-            await anyio.to_thread.run_sync(renew, abandon_on_cancel=True)
+        except RuntimeError:  # not asyncio: trio, the other event loop httpx supports
+            await self._renew_under_trio(renew, stale)
             return
         flight = self._flight
         if (
@@ -215,4 +244,47 @@ class FederationAuth(FederationAuthBase, httpx.Auth):
             self._flight = flight
         # Shielded: a waiter that is cancelled stops waiting; the renewal goes on for the
         # others (a thread cannot be interrupted anyway).
-        await asyncio.shield(flight.future)
+        try:
+            await asyncio.shield(flight.future)
+        except FedbearerError as exc:
+            # A copy per waiter, as the core gives threads queued behind a failed login:
+            # one object raised in every task would gather all their frames in its
+            # traceback and keep them alive.
+            raise copy_error(exc) from exc.__cause__
+
+    async def _renew_under_trio(self, renew: Callable[[], None], stale: Optional[str]) -> None:
+        """:meth:`_renew` under trio: one thread renews, the waiting tasks await an event.
+
+        Not a worker thread per waiting task: 100 of them would hold all of trio's
+        (and anyio's) 40 worker threads for the whole login, and stall every other
+        ``to_thread`` call in the program (a file read, a DNS lookup) until it ends.
+        """
+        import trio  # only under trio, which is then imported already
+
+        token = trio.lowlevel.current_trio_token()
+        flight = self._trio_flight
+        if (
+            flight is None
+            or flight.token is not token
+            or flight.stale != stale
+            or flight.future.done()
+        ):
+            flight = _TrioFlight(token, stale, concurrent.futures.Future())
+            threading.Thread(
+                target=_run_into, args=(renew, flight.future), name="fedbearer-renew", daemon=True
+            ).start()
+            self._trio_flight = flight
+        done = trio.Event()
+
+        def wake(_: object) -> None:
+            # When the run that waited has ended, there is nobody to wake.
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(done.set)
+
+        flight.future.add_done_callback(wake)
+        # A cancelled task stops waiting here; the renewal goes on for the others.
+        await done.wait()
+        try:
+            flight.future.result()
+        except FedbearerError as exc:
+            raise copy_error(exc) from exc.__cause__

@@ -82,14 +82,24 @@ class _TestGuard:
 test_guard = _TestGuard()
 
 
+#: Longest timeout accepted, in seconds (a year); ``None`` is the way to say no limit.
+#: Beyond about 9e9 s the waits' deadlines no longer fit the platform's time type, and a
+#: timeout raised a bare ``OverflowError`` out of a login (and of its watchdog thread).
+MAX_TIMEOUT = 365 * 24 * 3600.0
+
+
 def check_timeout(timeout: object, what: str = "timeout") -> Optional[float]:
-    """A positive finite number of seconds, or ``None`` for no limit."""
+    """A positive number of seconds up to :data:`MAX_TIMEOUT`, or ``None`` for no limit."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise ConfigurationError(f"{what} must be a number of seconds or None, not {timeout!r}")
     if not math.isfinite(timeout) or timeout <= 0:
         raise ConfigurationError(f"{what} must be a positive number of seconds or None")
+    if timeout > MAX_TIMEOUT:
+        raise ConfigurationError(
+            f"{what} must be at most {MAX_TIMEOUT:.0f} seconds (a year); pass None for no limit"
+        )
     return float(timeout)
 
 

@@ -12,15 +12,19 @@ the guard against a call that would run on for ever. No timing is asserted.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import io
 import socket
 import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
+from requests.adapters import HTTPAdapter
 
 from fedbearer import (
     Bearer,
+    ConfigurationError,
     FederationAuth,
     LoginTimeoutError,
     MemoryTokenCache,
@@ -239,3 +243,52 @@ def test_logout_forgets_the_tokens_before_the_revocation_answers(federation, dri
     finally:
         thread.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], LoginTimeoutError)
+
+
+class _RetryLater(http.server.BaseHTTPRequestHandler):
+    """Answers every GET 503 with a Retry-After of an hour."""
+
+    def do_GET(self) -> None:
+        self.server.gets += 1  # type: ignore[attr-defined]
+        self.send_response(503)
+        self.send_header("Retry-After", "3600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_sessions_retries_wait_no_longer_than_the_deadline():
+    """urllib3 sleeps between retries with no socket open, out of the watchdog's reach: a
+    session's HTTPAdapter(max_retries=3) obeyed a 503's Retry-After of an hour."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RetryLater)
+    server.gets = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=3))
+    try:
+        auth = FederationAuth.from_issuer(
+            f"http://127.0.0.1:{server.server_address[1]}",
+            "client",
+            opener=ProgrammaticBrowser(),
+            timeout=1.5,
+            cache=None,
+            session=session,
+        )
+        with pytest.raises(LoginTimeoutError, match="discovery"):
+            auth.get_token()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.gets >= 1  # type: ignore[attr-defined]
+    assert login_threads() == [] and no_deadline_threads()
+
+
+def test_a_timeout_too_long_for_the_platforms_clock_is_refused_by_name():
+    """timeout=1e10 is finite, but its deadline overflowed the platform's time type: the
+    login raised a bare OverflowError (and the watchdog thread printed another)."""
+    with pytest.raises(ConfigurationError, match=r"timeout must be at most .*None for no limit"):
+        FederationAuth("client", "https://fed.example", "fed", cache=None, timeout=1e10)
+    FederationAuth("client", "https://fed.example", "fed", cache=None, timeout=86400 * 30)

@@ -188,6 +188,24 @@ def test_a_401_after_a_redirect_to_another_host_renews_nothing(federation):
     assert federation.logins == 1 and federation.refreshes == 0
 
 
+def test_the_resent_request_carries_the_cookies_the_401_set(federation):
+    """As the requests adapter: a server that pins a client to a backend with a cookie on
+    the 401 gets that cookie back with the resend."""
+    seen: list = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Cookie"))
+        if len(seen) == 1:
+            return httpx.Response(401, headers={"Set-Cookie": "backend=b7; Path=/"})
+        return httpx.Response(200)
+
+    auth = make_auth(federation)
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(handler)) as http:
+        response = http.post("https://api.example.com/things", content=b"x")
+    assert response.status_code == 200 and [r.status_code for r in response.history] == [401]
+    assert seen == [None, "backend=b7"]
+
+
 # ---------------------------------------------------------------------------- async
 
 
@@ -243,6 +261,70 @@ async def test_a_hundred_tasks_share_one_login(federation, api):
                 tasks.start_soon(call)
     assert statuses == [200] * 100
     assert federation.logins == 1 and federation.token_requests == 1
+
+
+@pytest.mark.anyio
+async def test_tasks_waiting_for_a_login_leave_worker_threads_to_the_program(federation, api):
+    """100 tasks wait for one login while the program runs a job in a worker thread: the
+    login waits for that job, so tasks that each held a worker thread (trio and anyio
+    have 40) would starve it and the login would never finish."""
+    browser = ProgrammaticBrowser()
+    arrived = []
+    job_done = threading.Event()
+
+    def open_after_the_job(url: str) -> bool:
+        assert wait_for(job_done.is_set, timeout=30)
+        return browser(url)
+
+    auth = make_auth(federation, opener=open_after_the_job)
+    statuses = []
+    limits = httpx.Limits(max_connections=10)
+    async with httpx.AsyncClient(auth=auth, trust_env=False, limits=limits) as http:
+
+        async def call() -> None:
+            arrived.append(1)
+            statuses.append((await http.get(api.url)).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(100):
+                tasks.start_soon(call)
+            while len(arrived) < 100:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.1)  # let them all reach the wait for the token
+            await anyio.to_thread.run_sync(job_done.set)
+    assert statuses == [200] * 100
+    assert federation.logins == 1 and federation.token_requests == 1
+
+
+@pytest.mark.anyio
+async def test_a_failed_login_reaches_every_waiting_task_as_its_own_error(federation, api):
+    """One login for all the waiting tasks; when it fails, each task raises the error once,
+    each its own copy (one object raised in every task would gather all their frames)."""
+    browser = ProgrammaticBrowser()
+    arrived = []
+
+    def open_when_all_wait(url: str) -> bool:
+        wait_for(lambda: len(arrived) == 10, timeout=30)
+        return browser(url)
+
+    federation.fail_next("deny")
+    auth = make_auth(federation, opener=open_when_all_wait)
+    errors: list = []
+    async with async_client(auth) as http:
+
+        async def call() -> None:
+            arrived.append(1)
+            try:
+                await http.get(api.url)
+            except fedbearer.AuthorizationError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(10):
+                tasks.start_soon(call)
+    assert len(errors) == 10 and len({id(exc) for exc in errors}) == 10
+    assert {str(exc) for exc in errors} == {str(errors[0])}
+    assert federation.token_requests == 0 and api.seen == []
 
 
 @pytest.mark.anyio

@@ -12,6 +12,7 @@ how to name another.
 from __future__ import annotations
 
 import io
+import os
 import re
 import socket
 import ssl
@@ -388,6 +389,20 @@ def test_a_ca_bundle_that_does_not_exist_names_where_it_was_set(provider, tmp_pa
         provider.issuer, provider.client_id, cache=None, opener=ProgrammaticBrowser()
     )
     with pytest.raises(ConfigurationError, match=re.escape(f"{missing} ($REQUESTS_CA_BUNDLE)")):
+        auth.get_token()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_ca_bundle_that_is_a_fifo_is_refused_not_waited_on(provider, tmp_path, monkeypatch):
+    """OpenSSL opens the bundle blocking: a FIFO there hung the call for ever."""
+    fifo = str(tmp_path / "bundle.pem")
+    os.mkfifo(fifo)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", fifo)
+    auth = FederationAuth.from_issuer(
+        provider.issuer, provider.client_id, cache=None, opener=ProgrammaticBrowser()
+    )
+    with pytest.raises(ConfigurationError, match=re.escape(f"{fifo} ($REQUESTS_CA_BUNDLE)")):
         auth.get_token()
 
 
