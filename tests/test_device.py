@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 import webbrowser
 from pathlib import Path
@@ -432,13 +431,13 @@ def test_a_code_whose_expires_in_passes_ends_the_login_without_a_last_poll(make_
     assert fed.device_polls <= 1
 
 
+@pytest.mark.timeout(60)  # a guard only: the code's own 600 s would trip it
 def test_the_login_deadline_bounds_the_whole_device_flow(make_provider):
     fed = make_provider(layout="keycloak", auto_approve=False)
-    started = time.monotonic()
     with pytest.raises(LoginTimeoutError, match="deadline") as caught:
         device_auth(fed, timeout=1.5).get_token()
+    # Ended by the login's deadline, not by the code's expiry (600 s here).
     assert not isinstance(caught.value, DeviceCodeExpiredError)
-    assert time.monotonic() - started < 10  # ended by the deadline, not the code's 600 s
 
 
 def test_a_person_entering_the_code_on_the_page_completes_the_login(make_provider):
@@ -599,11 +598,12 @@ def test_a_browser_that_cannot_be_launched_switches_to_the_device_code(
 
     monkeypatch.setattr(webbrowser, "get", no_browser)
     writer = io.StringIO()
-    started = time.monotonic()
     with caplog.at_level(logging.INFO, logger="fedbearer.login"):
         token = device_auth(provider, device_code=None, writer=writer, preflight=False).get_token()
+    # Switched at once: waiting the loopback login out would have spent the login's whole
+    # deadline (timeout=20), and the device login after it would have failed.
     assert provider.is_valid(token.token)
-    assert time.monotonic() - started < 15  # switched, not waited out
+    assert provider.authorize_requests == 0
     assert provider.device_authorizations == 1
     assert "the browser could not be opened" in writer.getvalue()
     assert any("using the device code" in r.getMessage() for r in caplog.records)
@@ -659,16 +659,14 @@ def test_ctrl_c_ends_a_device_login_at_once(make_provider):
         for line in process.stderr:
             if line.startswith("The code is valid"):
                 break
-        started = time.monotonic()
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=10)
-        elapsed = time.monotonic() - started
+        # A guard, not a measurement: waiting out the 30 s interval would trip it.
+        _, err = process.communicate(timeout=25)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
     assert process.returncode == 130 and "interrupted" in err, err
-    assert elapsed < 10  # not the 30 s interval
     assert fed.device_polls == 0
 
 
