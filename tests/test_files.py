@@ -29,6 +29,8 @@ from fedbearer import (
 from fedbearer._cli import main
 from fedbearer._profiles import RememberedProfile, load_profiles, remember_profile
 
+from .conftest import skip_or_fail
+
 KEY = "federation/auth.example.com/fed/default"
 # Nine levels of ten: 10^9 items when expanded, in a few hundred bytes.
 BOMB = "\n".join(
@@ -285,7 +287,7 @@ def test_a_settings_file_in_a_directory_others_may_write_is_refused(tmp_path, mo
 
 def test_a_directory_owned_by_another_user_is_refused(tmp_path, monkeypatch):
     if os.geteuid() != 0:
-        pytest.skip("needs root to give a directory away")  # root in CI: runs there
+        skip_or_fail("needs root to give a directory away (CI runs as root)")
     path = nebius_config(tmp_path, FEDERATION_PROFILE)
     os.chown(os.path.dirname(path), OTHER_UID, -1)
     with pytest.raises(ConfigurationError, match="another user"):
